@@ -1,0 +1,52 @@
+# lifelink: every target sets up .venv itself when it is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Prefer python3.13 (the Lambda runtime); pyenv keeps one under its versions folder on these machines.
+PYTHON ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13 python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 python3; do \
+	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then echo $$p; break; fi; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv run test lint unit integration template-check build deploy bench clean
+
+help:
+	@echo "make run    start the whole system locally (moto, HTTP front, pollers, Alipay simulator)"
+	@echo "make test   lint, template checks and every test"
+	@echo "make bench  print the benchmark figures"
+	@echo "make build  sam build;  make deploy  sam deploy"
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "need Python >= 3.12 (3.13 preferred)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m lifelink_local.stack
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+
+build: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build
+
+deploy: build
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam deploy --guided
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache

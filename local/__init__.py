@@ -1,0 +1,1 @@
+"""The embedded default: local stack, Alipay simulator and the lifelink command. Never deployed."""

@@ -1,0 +1,1 @@
+"""lifelink: the Lambda layer shared by every function."""
