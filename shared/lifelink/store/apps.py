@@ -1,0 +1,113 @@
+"""The app registry: which Alipay apps this deployment serves, and where their keys live.
+
+Items live in the state table (``pk = APP#<app_id>``, ``sk = APP``). Keys never touch DynamoDB: each
+app has one Secrets Manager secret (``<APP_SECRET_PREFIX><app_id>``) holding JSON
+``{"app_private_key", "alipay_public_key", "app_auth_token"?, "encrypt_key"?}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+AppKind = Literal["life", "mini"]
+DEFAULT_SECRET_PREFIX = "lifelink/apps/"  # noqa: S105 - a name prefix, not a secret
+
+
+class AppRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    app_id: str
+    kind: AppKind
+    secret_name: str
+    life_account: str | None = None  # mini programs: the life account they are bound to
+    seller_id: str | None = None  # trade notifications must name this seller when set
+    mode: Literal["key", "cert"] = "key"
+    third_party: bool = False  # an app_auth_token acts for the merchant
+    created_at: str | None = None
+
+
+def _key(app_id: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": f"APP#{app_id}"}, "sk": {"S": "APP"}}
+
+
+def _to_item(record: AppRecord) -> dict[str, Any]:
+    item: dict[str, Any] = _key(record.app_id)
+    for name, value in record.model_dump(exclude_none=True).items():
+        item[name] = {"BOOL": value} if isinstance(value, bool) else {"S": str(value)}
+    return item
+
+
+def _from_item(item: Mapping[str, Any]) -> AppRecord:
+    values = {k: next(iter(v.values())) for k, v in item.items() if k not in ("pk", "sk")}
+    return AppRecord.model_validate(values)
+
+
+class AppRegistry:
+    """Reads and writes app records; ``secrets`` is a Secrets Manager client (only writers need it)."""
+
+    def __init__(self, dynamodb: Any, table: str, secrets: Any | None = None) -> None:
+        self._ddb = dynamodb
+        self._table = table
+        self._secrets = secrets
+
+    def get(self, app_id: str) -> AppRecord | None:
+        if not app_id or len(app_id) > 64:
+            return None
+        got = self._ddb.get_item(TableName=self._table, Key=_key(app_id), ConsistentRead=False)
+        item = got.get("Item")
+        return _from_item(item) if item else None
+
+    def list(self) -> list[AppRecord]:
+        return sorted(self._scan(), key=lambda r: r.app_id)
+
+    def _scan(self) -> Iterator[AppRecord]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :app AND begins_with(pk, :prefix)",
+            "ExpressionAttributeValues": {":app": {"S": "APP"}, ":prefix": {"S": "APP#"}},
+        }
+        while True:
+            page = self._ddb.scan(**kwargs)
+            yield from (_from_item(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def register(
+        self,
+        record: AppRecord,
+        secret: Mapping[str, str],
+    ) -> AppRecord:
+        """Store the secret first, then the record: a record never points at a missing secret."""
+        if self._secrets is None:
+            raise RuntimeError("AppRegistry needs a Secrets Manager client to register apps")
+        if record.life_account and record.kind != "mini":
+            raise ValueError("only a mini program is bound to a life account")
+        if record.life_account:
+            bound = self.get(record.life_account)
+            if bound is None or bound.kind != "life":
+                raise ValueError(f"life account {record.life_account} is not registered (register it first)")
+        body = json.dumps({k: v for k, v in secret.items() if v}, ensure_ascii=False)
+        try:
+            self._secrets.create_secret(Name=record.secret_name, SecretString=body)
+        except self._secrets.exceptions.ResourceExistsException:
+            self._secrets.put_secret_value(SecretId=record.secret_name, SecretString=body)
+        stamped = record.model_copy(update={"created_at": record.created_at or datetime.now(UTC).isoformat()})
+        self._ddb.put_item(TableName=self._table, Item=_to_item(stamped))
+        return stamped
+
+    def bindings(self) -> dict[str, list[str]]:
+        """Life account id → the mini programs bound to it."""
+        out: dict[str, list[str]] = {}
+        records = self.list()
+        for r in records:
+            if r.kind == "life":
+                out.setdefault(r.app_id, [])
+        for r in records:
+            if r.kind == "mini" and r.life_account:
+                out.setdefault(r.life_account, []).append(r.app_id)
+        return out
