@@ -1,0 +1,216 @@
+"""The Alipay sandbox simulator on loopback (default 127.0.0.1:3001, env ``LIFELINK_ALIPAY_PORT``).
+
+HTTP:
+  POST /gateway.do          OpenAPI gateway (see sim_gateway)
+  POST /sim/apps            {"app_id": ..., "app_public_key": ...} registers an app
+  POST /sim/followers       {"app_id": ..., "user_id": ..., "following": true}
+  GET  /sim/calls           every /gateway.do call: app, method, biz, time, code
+  GET  /sim/deliveries      every push and each of its attempts (status, answer)
+  GET  /sim/alipay_public_key   the simulator's Alipay public key, one line of base64
+
+Python: ``AlipaySimulator(alipay_private_key, port=None, time_scale=1.0)``, ``start()`` -> URL, ``stop()``,
+``register_app``, ``register_method``, ``set_follower``, ``calls()``, ``push_gateway``, ``push_notify``,
+``push_message``, ``redeliver``, ``deliveries()``, ``wait_idle``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+from lifelink_local import sim_crypto
+from lifelink_local.sim_gateway import MethodFn, OpenApiSimulator
+from lifelink_local.sim_push import Delivery, Pusher
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 3001
+PORT_ENV = "LIFELINK_ALIPAY_PORT"
+MAX_BODY = 10 * 1024 * 1024
+LOCAL_TIME_SCALE = 1 / 600
+
+
+class AlipaySimulator:
+    def __init__(
+        self,
+        alipay_private_key: rsa.RSAPrivateKey | str,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        time_scale: float = 1.0,
+    ) -> None:
+        key = sim_crypto.load_private(alipay_private_key) if isinstance(alipay_private_key, str) else alipay_private_key
+        if port is None:
+            port = int(os.environ.get(PORT_ENV, DEFAULT_PORT))
+        self.alipay_private_key = key
+        self.alipay_public_key_one_line = sim_crypto.public_one_line(key)
+        self.openapi = OpenApiSimulator(key)
+        self.pusher = Pusher(key, time_scale=time_scale)
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"{self.url}/gateway.do"
+
+    def start(self) -> str:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._server.serve_forever, name="alipay-sim", daemon=True)
+            self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+        self.pusher.close()
+
+    def __enter__(self) -> AlipaySimulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- OpenAPI side ------------------------------------------------------------------------------------
+    def register_app(self, app_id: str, app_public_key: str) -> None:
+        self.openapi.register_app(app_id, app_public_key)
+
+    def register_method(self, method: str, fn: MethodFn) -> None:
+        self.openapi.register_method(method, fn)
+
+    def set_follower(self, app_id: str, user_id: str, following: bool = True) -> None:
+        self.openapi.set_follower(app_id, user_id, following)
+
+    def calls(self) -> list[dict[str, Any]]:
+        return self.openapi.call_log()
+
+    # -- push side ---------------------------------------------------------------------------------------
+    def push_gateway(
+        self, webhook_url: str, app_id: str, fields: Mapping[str, Any], charset: str = "GBK"
+    ) -> httpx.Response:
+        """Send one life-account gateway event; returns the webhook's HTTP response (raises if unreachable).
+        A follow/unfollow also updates the simulator's follower state for ``follow.query``."""
+        delivery = self.pusher.push_gateway(webhook_url, app_id, fields, charset)
+        event_type = str(fields.get("EventType", ""))
+        user = fields.get("FromAlipayUserId") or fields.get("FromUserId")
+        if user and event_type in ("follow", "unfollow"):
+            self.set_follower(app_id, str(user), event_type == "follow")
+        if delivery.last_response is None:
+            raise httpx.ConnectError(delivery.attempts[-1].error or "no response")
+        return delivery.last_response
+
+    def push_notify(self, notify_url: str, params: Mapping[str, str], charset: str = "utf-8") -> Delivery:
+        """Send a trade notification; retried on Alipay's (scaled) schedule until the answer is ``success``."""
+        return self.pusher.push_notify(notify_url, params, charset)
+
+    def push_message(
+        self,
+        webhook_url: str,
+        app_id: str,
+        msg_method: str,
+        biz_content: Mapping[str, Any] | str,
+        charset: str = "utf-8",
+    ) -> Delivery:
+        """Send a message-service push (``msg_method``, version 1.1); retried like notifications."""
+        return self.pusher.push_message(webhook_url, app_id, msg_method, biz_content, charset)
+
+    def redeliver(self, delivery_id: str) -> httpx.Response | None:
+        return self.pusher.redeliver(delivery_id)
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        return self.pusher.delivery_log()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        return self.pusher.wait_idle(timeout)
+
+    # -- HTTP --------------------------------------------------------------------------------------------
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        sim = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "alipay-sim"
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _json(self, status: int, payload: Any) -> None:
+                self._send(status, json.dumps(payload, ensure_ascii=False).encode(), "application/json;charset=utf-8")
+
+            def _body(self) -> bytes | None:
+                length = int(self.headers.get("content-length") or 0)
+                if length > MAX_BODY:
+                    self.close_connection = True
+                    self._json(413, {"error": "body too large"})
+                    return None
+                return self.rfile.read(length) if length else b""
+
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                if path == "/sim/calls":
+                    self._json(200, sim.calls())
+                elif path == "/sim/deliveries":
+                    self._json(200, sim.deliveries())
+                elif path == "/sim/alipay_public_key":
+                    self._json(200, {"alipay_public_key": sim.alipay_public_key_one_line})
+                else:
+                    self._json(404, {"error": "not found"})
+
+            def do_POST(self) -> None:
+                split = urlsplit(self.path)
+                body = self._body()
+                if body is None:
+                    return
+                if split.path == "/gateway.do":
+                    answer = sim.openapi.handle(split.query.encode("latin-1"), body, self.headers.get("content-type"))
+                    self._send(answer.status, answer.body, answer.content_type)
+                    return
+                try:
+                    data = json.loads(body or b"{}")
+                    if split.path == "/sim/apps":
+                        sim.register_app(str(data["app_id"]), str(data["app_public_key"]))
+                        self._json(200, {"ok": True})
+                    elif split.path == "/sim/followers":
+                        sim.set_follower(str(data["app_id"]), str(data["user_id"]), bool(data.get("following", True)))
+                        self._json(200, {"ok": True})
+                    else:
+                        self._json(404, {"error": "not found"})
+                except (ValueError, KeyError, TypeError) as exc:
+                    self._json(400, {"error": f"bad request: {exc}"})
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("alipay-sim: " + format, *args)
+
+        return Handler
+
+
+def start_simulator(
+    alipay_private_key: rsa.RSAPrivateKey | str, port: int | None = None, time_scale: float = LOCAL_TIME_SCALE
+) -> AlipaySimulator:
+    sim = AlipaySimulator(alipay_private_key, port=port, time_scale=time_scale)
+    sim.start()
+    return sim
