@@ -1,0 +1,124 @@
+"""Typed errors of the Alipay protocol core, and the one place that decides whether a retry can help."""
+
+from __future__ import annotations
+
+SUCCESS_CODE = "10000"
+
+# Sub-code fragments that mean "too often / too busy right now": retrying later can succeed.
+_RETRYABLE_SUB_CODE_MARKERS: tuple[str, ...] = ("FREQUENCY", "LIMIT", "OVER", "BUSY", "SYSTEM_ERROR")
+# Sub-codes that contain a marker above but describe a permanent condition.
+_FATAL_SUB_CODES: frozenset[str] = frozenset({"FORM_ID_OVER_TIME"})
+
+
+class AlipayError(Exception):
+    """Base class of every error raised by lifelink.alipay."""
+
+    retryable: bool = False
+
+
+class KeyFormatError(AlipayError, ValueError):
+    """Key text that cannot be parsed in any Alipay format (or is the wrong kind of key)."""
+
+
+class KeyMismatchError(AlipayError, ValueError):
+    """Keys that parse but are configured in the wrong place (e.g. the app's own public key as Alipay's)."""
+
+
+class SignatureError(AlipayError):
+    """A signature is missing, of an unsupported type, or does not verify."""
+
+
+class ResponseFormatError(AlipayError):
+    """An OpenAPI response without its node, with the node twice, or with invalid JSON."""
+
+
+class CallbackFormatError(AlipayError, ValueError):
+    """A malformed, oversized or mis-encoded callback body."""
+
+
+class AesError(AlipayError, ValueError):
+    """Bad AES key or ciphertext (content encryption, encrypt_type=AES)."""
+
+
+class AlipayTransportError(AlipayError):
+    """The request did not get a usable HTTP answer (connect error, timeout, 5xx): a retry can help."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retryable = retryable
+
+
+def classify(code: str | None, sub_code: str | None = None) -> bool:
+    """Return True when retrying the same call later can help (the single source of this rule).
+
+    10000 success (not an error); 20000 service unavailable, outcome unknown: retryable (retry or query);
+    20001 token problems, 40001 missing argument, 40002 invalid argument, 40006 missing permission: fatal;
+    40004 business failure: fatal, except rate/frequency/busy sub-codes (e.g. PUB.MSG_BATCH_SD_OVER):
+    retryable later. Unknown codes: fatal.
+    """
+    code = (code or "").strip()
+    if code == "20000":
+        return True
+    if code == "40004":
+        sub = (sub_code or "").upper()
+        if not sub:
+            return False
+        tail = sub.rsplit(".", 1)[-1]
+        if tail in _FATAL_SUB_CODES or sub in _FATAL_SUB_CODES:
+            return False
+        return any(marker in sub for marker in _RETRYABLE_SUB_CODE_MARKERS)
+    return False
+
+
+class AlipayApiError(AlipayError):
+    """Alipay answered with a code other than 10000."""
+
+    def __init__(
+        self,
+        code: str | None,
+        msg: str | None = None,
+        sub_code: str | None = None,
+        sub_msg: str | None = None,
+        method: str | None = None,
+        *,
+        retryable: bool | None = None,
+        verified: bool = True,
+        response: dict | None = None,
+    ) -> None:
+        self.code = code
+        self.msg = msg
+        self.sub_code = sub_code
+        self.sub_msg = sub_msg
+        self.method = method
+        self.retryable = classify(code, sub_code) if retryable is None else retryable
+        self.verified = verified  # False when Alipay sent the error without a signature
+        self.response = response or {}
+        text = f"{method or 'alipay'}: code={code} msg={msg!r}"
+        if sub_code or sub_msg:
+            text += f" sub_code={sub_code} sub_msg={sub_msg!r}"
+        text += " (retryable)" if self.retryable else " (fatal: retrying will not help)"
+        super().__init__(text)
+
+
+class RetryableApiError(AlipayApiError):
+    """An API error for which retrying later (with backoff) can help."""
+
+
+class FatalApiError(AlipayApiError):
+    """An API error that will recur on retry: fix the request, configuration or permissions."""
+
+
+def api_error(
+    code: str | None,
+    msg: str | None = None,
+    sub_code: str | None = None,
+    sub_msg: str | None = None,
+    method: str | None = None,
+    *,
+    verified: bool = True,
+    response: dict | None = None,
+) -> AlipayApiError:
+    """Build the right AlipayApiError subclass for a code/sub_code pair."""
+    cls = RetryableApiError if classify(code, sub_code) else FatalApiError
+    return cls(code, msg, sub_code, sub_msg, method, verified=verified, response=response)
