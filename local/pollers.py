@@ -109,9 +109,9 @@ class SqsPoller:
         self.wait_time_s = wait_time_s
         self.name = name or queue_url.rsplit("/", 1)[-1]
         self.region: str = sqs_client.meta.region_name
-        self.queue_arn: str = sqs_client.get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["QueueArn"]
-        )["Attributes"]["QueueArn"]
+        self.queue_arn: str = sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.batches = 0

@@ -87,9 +87,7 @@ def node_name_for(method: str) -> str:
 class OpenApiSimulator:
     """Registry of apps, methods and followers, the call log, and the ``/gateway.do`` logic."""
 
-    def __init__(
-        self, alipay_private_key: rsa.RSAPrivateKey, clock: Callable[[], datetime] | None = None
-    ) -> None:
+    def __init__(self, alipay_private_key: rsa.RSAPrivateKey, clock: Callable[[], datetime] | None = None) -> None:
         self.alipay_private_key = alipay_private_key
         self.clock = clock or sim_crypto.beijing_now
         self._lock = threading.Lock()
@@ -202,9 +200,7 @@ class OpenApiSimulator:
                 return self._error(params, charset, "40001", "Missing Required Arguments", sub_code, sub_msg)
         app = self.apps.get(params["app_id"])
         if app is None:
-            return self._error(
-                params, charset, "40002", "Invalid Arguments", "isv.invalid-app-id", "无效的AppID参数"
-            )
+            return self._error(params, charset, "40002", "Invalid Arguments", "isv.invalid-app-id", "无效的AppID参数")
         if params["sign_type"] != "RSA2":
             return self._error(
                 params, charset, "40002", "Invalid Arguments", "isv.invalid-signature-type", "无效的签名类型"
@@ -234,9 +230,7 @@ class OpenApiSimulator:
         method = params["method"]
         fn = self.methods.get(method)
         if fn is None:
-            return self._error(
-                params, charset, "40002", "Invalid Arguments", "isv.invalid-method", "不存在的方法名"
-            )
+            return self._error(params, charset, "40002", "Invalid Arguments", "isv.invalid-method", "不存在的方法名")
         biz: dict[str, Any] = {}
         if params.get("biz_content"):
             try:
