@@ -171,7 +171,8 @@ def test_a_redelivered_gateway_message_is_acked_again_but_queued_once(call, push
 
 
 def test_gbk_text_message_is_decoded_once(call, pusher, stack):
-    fields = {"MsgType": "text", "FromAlipayUserId": USER, "MsgId": "m-text-1", "Text": {"Content": "你好，早鸟券还有吗？"}}
+    fields = {"MsgType": "text", "FromAlipayUserId": USER, "MsgId": "m-text-1",
+              "Text": {"Content": "你好，早鸟券还有吗？"}}
     call(gateway_form(pusher, fields, "GBK"))
     (event,) = queued(stack)
     assert (event.type, event.text) == ("user_message", "你好，早鸟券还有吗？")
