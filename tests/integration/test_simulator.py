@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlencode
@@ -151,7 +151,7 @@ def test_stale_timestamp_is_invalid_timestamp(sim: AlipaySimulator, app_key) -> 
     err = json.loads(node_and_sign(call(sim, params), "error_response")[0])
     assert (err["code"], err["sub_code"]) == ("40002", "isv.invalid-timestamp")
     # host-local time (8 hours off on a UTC machine, as the official SDKs do) is refused too
-    utc_as_if_beijing = datetime.utcnow().strftime("%Y-%m-%d %H:%M:%S")
+    utc_as_if_beijing = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     params, _ = signed_request(app_key, "alipay.open.public.user.follow.query", {"user_id": "1"}, utc_as_if_beijing)
     err = json.loads(node_and_sign(call(sim, params), "error_response")[0])
     assert err["sub_code"] == "isv.invalid-timestamp"
