@@ -1,0 +1,233 @@
+"""`make run`: the whole system on loopback, on the embedded default.
+
+    moto's server (AWS APIs)        127.0.0.1:$LIFELINK_MOTO_PORT   (5000)
+    HTTP front (API Gateway)        127.0.0.1:$LIFELINK_API_PORT    (3000)
+    Alipay simulator                127.0.0.1:$LIFELINK_ALIPAY_PORT (3001)
+    SQS pollers                     one per SQS event source in template.yaml
+
+Tables and queues come from template.yaml itself; functions get the environment the template gives them.
+Keys are generated once into .lifelink/, and .lifelink/local.json describes the stack for clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from lifelink.store.apps import DEFAULT_SECRET_PREFIX, AppRecord, AppRegistry
+from lifelink_local import localconf
+from lifelink_local.front import Front
+from lifelink_local.handlers import load_function
+from lifelink_local.keys import ensure_pair
+from lifelink_local.motoserver import MotoServer
+from lifelink_local.pollers import PollerGroup, SqsPoller
+from lifelink_local.provision import Provisioned, provision
+from lifelink_local.simulator import LOCAL_TIME_SCALE, AlipaySimulator
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class DemoApp:
+    app_id: str
+    kind: str
+    name: str
+    life_account: str | None = None
+    seller_id: str | None = None
+
+
+DEMO_APPS = (
+    DemoApp("2021004100000001", "life", "demo life account", seller_id="2088000000000001"),
+    DemoApp("2021004100000002", "mini", "demo mini program", life_account="2021004100000001",
+            seller_id="2088000000000001"),
+)
+
+
+@dataclass
+class LocalStack:
+    state_dir: Path
+    moto_port: int | None = None
+    api_port: int | None = None
+    alipay_port: int | None = None
+    log_level: str = "WARNING"
+    time_scale: float = LOCAL_TIME_SCALE
+    moto: MotoServer | None = None
+    sim: AlipaySimulator | None = None
+    front: Front | None = None
+    pollers: PollerGroup = field(default_factory=PollerGroup)
+    provisioned: Provisioned | None = None
+    conf: dict[str, Any] = field(default_factory=dict)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        self.moto = MotoServer(self.moto_port)
+        endpoint = self.moto.start()
+        os.environ.update(
+            AWS_ENDPOINT_URL=endpoint,
+            AWS_ACCESS_KEY_ID="local",
+            AWS_SECRET_ACCESS_KEY="local",  # noqa: S106 - moto accepts any credentials
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        self.provisioned = provision(TEMPLATE, parameters={"LogLevel": self.log_level})
+        alipay = ensure_pair(self.state_dir, "alipay")
+        self.sim = AlipaySimulator(alipay.private.read_text(), port=self.alipay_port, time_scale=self.time_scale)
+        self.sim.start()
+        self.front = Front(self._routes(), self.api_port)
+        self.front.start()
+        self._start_pollers()
+        apps = self._register_apps(alipay.public.read_text())
+        self.conf = {
+            "api_url": self.front.url,
+            "alipay_gateway_url": self.sim.gateway_url,
+            "aws_endpoint_url": endpoint,
+            "region": REGION,
+            "alipay_private_key_file": str(alipay.private.resolve()),
+            "alipay_public_key_file": str(alipay.public.resolve()),
+            "state_table": self.provisioned.tables["StateTable"],
+            "events_queue_url": self.provisioned.queues["EventsQueue"],
+            "events_dlq_url": self.provisioned.queues["EventsDLQ"],
+            "app_secret_prefix": DEFAULT_SECRET_PREFIX,
+            "webhook": {
+                "gateway_url": f"{self.front.url}/alipay/gateway",
+                "notify_url": f"{self.front.url}/alipay/notify",
+            },
+            "apps": apps,
+        }
+        localconf.save(self.conf, self.state_dir)
+        return self
+
+    def stop(self) -> None:
+        self.pollers.stop()
+        for part in (self.front, self.sim, self.moto):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.stop()
+
+    # -- parts ----------------------------------------------------------------------------------------
+    def _routes(self) -> list[tuple[str, str, Any, str | None]]:
+        assert self.provisioned is not None
+        specs = []
+        for route in self.provisioned.http_routes():
+            fn = load_function(
+                route.handler_file,
+                env=self.provisioned.function_environment(route.function_id),
+                handler_name=route.handler_name,
+                function_name=route.function_id,
+            )
+            specs.append((route.method, route.path, fn, route.auth))
+        return specs
+
+    def _start_pollers(self) -> None:
+        assert self.provisioned is not None
+        sqs = boto3.client("sqs")
+        for mapping in self.provisioned.event_source_mappings():
+            if not mapping.enabled:
+                continue
+            fn = load_function(
+                mapping.handler_file,
+                env=self.provisioned.function_environment(mapping.function_id),
+                handler_name=mapping.handler_name,
+                function_name=mapping.function_id,
+            )
+            self.pollers.add(
+                SqsPoller(
+                    sqs,
+                    self.provisioned.queues[mapping.queue_id],
+                    fn,
+                    batch_size=mapping.batch_size,
+                    max_batching_window_s=mapping.maximum_batching_window_s,
+                    report_batch_item_failures=mapping.report_batch_item_failures,
+                    name=mapping.function_id,
+                )
+            )
+        self.pollers.start()
+
+    def _register_apps(self, alipay_public_pem: str) -> list[dict[str, Any]]:
+        assert self.provisioned is not None and self.sim is not None
+        registry = AppRegistry(
+            boto3.client("dynamodb"), self.provisioned.tables["StateTable"], boto3.client("secretsmanager")
+        )
+        out = []
+        for app in DEMO_APPS:
+            pair = ensure_pair(self.state_dir / "apps" / app.app_id, "app")
+            registry.register(
+                AppRecord(
+                    app_id=app.app_id,
+                    kind=app.kind,  # type: ignore[arg-type]
+                    secret_name=f"{DEFAULT_SECRET_PREFIX}{app.app_id}",
+                    life_account=app.life_account,
+                    seller_id=app.seller_id,
+                ),
+                {"app_private_key": pair.private.read_text(), "alipay_public_key": alipay_public_pem},
+            )
+            self.sim.register_app(app.app_id, pair.public.read_text())
+            out.append(
+                {
+                    "app_id": app.app_id,
+                    "kind": app.kind,
+                    "name": app.name,
+                    "life_account": app.life_account,
+                    "app_private_key_file": str(pair.private.resolve()),
+                    "app_public_key_file": str(pair.public.resolve()),
+                    "alipay_public_key_file": str((self.state_dir / "alipay_public_key.pem").resolve()),
+                }
+            )
+        return out
+
+
+def _serve_forever(stack: LocalStack) -> None:
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make run", description=__doc__.splitlines()[0])
+    parser.add_argument("--no-journey", action="store_true", help="start the stack without the demo journey")
+    parser.add_argument("--exit", action="store_true", help="exit after the journey instead of serving")
+    parser.add_argument("--verbose", action="store_true", help="show the functions' INFO logs")
+    parser.add_argument("--state-dir", type=Path, default=localconf.STATE_DIR)
+    args = parser.parse_args(argv)
+    from lifelink_local.journey import print_journey, run_journey
+
+    started = time.monotonic()
+    stack = LocalStack(args.state_dir, log_level="INFO" if args.verbose else "WARNING")
+    try:
+        stack.start()
+        up = time.monotonic() - started
+        print(f"lifelink local stack up in {up:.1f} s")
+        print(f"  API (HTTP front)    {stack.conf['api_url']}")
+        print(f"  Alipay simulator    {stack.conf['alipay_gateway_url']}")
+        print(f"  AWS (moto server)   {stack.conf['aws_endpoint_url']}")
+        print(f"  contract            {localconf.path(args.state_dir)}")
+        ok = True
+        if not args.no_journey:
+            result = run_journey(stack)
+            print_journey(result)
+            ok = result.ok
+        if args.exit:
+            return 0 if ok else 1
+        print("\nserving; Ctrl-C to stop")
+        sys.stdout.flush()
+        _serve_forever(stack)
+        return 0
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
