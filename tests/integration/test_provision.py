@@ -108,9 +108,7 @@ def test_provisioning_twice_reuses_everything(endpoint: str) -> None:
     names = boto3.client("dynamodb").list_tables()["TableNames"]
     assert sorted(n for n in names if n.startswith("t4-")) == ["t4-IdempotencyTable", "t4-StateTable"]
     assert len(sqs.list_queues(QueueNamePrefix="t4-")["QueueUrls"]) == 2
-    item = boto3.client("dynamodb").get_item(
-        TableName="t4-StateTable", Key={"pk": {"S": "APP#1"}, "sk": {"S": "APP"}}
-    )
+    item = boto3.client("dynamodb").get_item(TableName="t4-StateTable", Key={"pk": {"S": "APP#1"}, "sk": {"S": "APP"}})
     assert "Item" in item
     attrs = sqs.get_queue_attributes(QueueUrl=second.queues["EventsQueue"], AttributeNames=["All"])["Attributes"]
     assert attrs["VisibilityTimeout"] == str(_template_props("EventsQueue")["VisibilityTimeout"])

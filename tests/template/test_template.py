@@ -1,0 +1,395 @@
+"""template.yaml checks: sam validate (offline), SAM translator + cfn-lint, sam build + isolated imports.
+
+One ``sam build`` per session (module fixture). Nothing here talks to AWS: sam validate runs in a network
+namespace when the machine allows one (``unshare -rn``), and SAM's weekly PyPI version check is disabled
+through a fresh SAM config dir. ``sam build`` needs pip to reach its package index for the layer.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import ManualArgs, lint
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+pytestmark = pytest.mark.template
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+VENV_BIN = Path(sys.executable).parent
+WEBHOOK_ROUTES = {("post", "/alipay/gateway"), ("post", "/alipay/notify")}
+
+
+def _sam_template() -> dict[str, Any]:
+    return yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+
+
+def _functions() -> dict[str, dict[str, Any]]:
+    resources = _sam_template()["Resources"]
+    return {lid: r for lid, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+
+
+def _handler_location(function_id: str) -> tuple[str, str, str]:
+    """(CodeUri, module, attribute) of a function, Globals applied."""
+    template = _sam_template()
+    props = {**template.get("Globals", {}).get("Function", {}), **template["Resources"][function_id]["Properties"]}
+    module, attr = props["Handler"].rsplit(".", 1)
+    return props["CodeUri"], module, attr
+
+
+def _python313() -> str:
+    candidates = [sys.executable, shutil.which("python3.13") or ""]
+    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.13*/bin/python3.13")))
+    for candidate in candidates:
+        if not candidate:
+            continue
+        out = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 13))"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.stdout.strip() == "True":
+            return candidate
+    pytest.fail("python3.13 (the Lambda runtime's version) not found: venv, PATH or ~/.pyenv/versions/3.13*")
+
+
+def _host_architecture() -> tuple[str, str]:
+    """(template Architecture, LAYER_ARCH) matching this machine, so the built layer imports here."""
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        return "arm64", "aarch64"
+    if machine in ("x86_64", "amd64"):
+        return "x86_64", "x86_64"
+    pytest.skip(f"no Lambda architecture for host {machine}")
+
+
+@pytest.fixture(scope="module")
+def sam_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    config_dir = tmp_path_factory.mktemp("sam-config")
+    # telemetry off, and the weekly PyPI version check already "done": SAM makes no calls of its own.
+    (config_dir / "metadata.json").write_text(
+        json.dumps({"telemetryEnabled": False, "lastVersionCheck": time.time() + 86400 * 365})
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAM_"))}
+    env.update(
+        PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        __SAM_CLI_APP_DIR=str(config_dir),
+        SAM_CLI_TELEMETRY="0",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return env
+
+
+def _sam() -> str:
+    sam = shutil.which("sam", path=str(VENV_BIN)) or shutil.which("sam")
+    if sam is None:
+        pytest.fail("the sam command (aws-sam-cli, a dev dependency) is not installed")
+    return sam
+
+
+def _offline_prefix() -> list[str]:
+    """``unshare -rn`` (a network namespace with loopback only) when this machine allows it."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-rn", "true"], capture_output=True, check=False).returncode == 0:
+        return [unshare, "-rn"]
+    return []
+
+
+def _sam_validate(template: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*_offline_prefix(), _sam(), "validate", "--template-file", str(template)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=template.parent,
+        timeout=120,
+        check=False,
+    )
+
+
+# --------------------------------------------------------------------------- (a) sam validate
+
+
+def test_sam_validate_accepts_the_template_offline(sam_env: dict[str, str]) -> None:
+    result = _sam_validate(TEMPLATE, sam_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout
+
+
+def test_sam_validate_rejects_a_broken_template(sam_env: dict[str, str], tmp_path: Path) -> None:
+    broken = tmp_path / "template.yaml"
+    broken.write_text(TEMPLATE.read_text(encoding="utf-8").replace("Type: HttpApi", "Type: HttpApiz", 1))
+    result = _sam_validate(broken, sam_env)
+    assert result.returncode != 0
+    assert "HttpApiz" in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- (b) translator + cfn-lint
+
+
+class _FixedManagedPolicies:
+    """Stands in for samtranslator's IAM-backed ManagedPolicyLoader (no AWS call)."""
+
+    def load(self) -> dict[str, str]:
+        return {
+            "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+            "AWSXRayDaemonWriteAccess": "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess",
+        }
+
+
+@pytest.fixture(scope="module")
+def cloudformation() -> dict[str, Any]:
+    sam = _sam_template()
+    # The translator wants S3 locations where sam package would put them.
+    for resource in sam["Resources"].values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            props["CodeUri"] = "s3://artifacts/function.zip"
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            props["ContentUri"] = "s3://artifacts/layer.zip"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    try:
+        return transform(sam, {}, _FixedManagedPolicies())  # type: ignore[arg-type]
+    finally:
+        mp.undo()
+
+
+def test_cfn_lint_finds_nothing_in_the_translated_template(cloudformation: dict[str, Any]) -> None:
+    matches = lint(json.dumps(cloudformation), config=ManualArgs(regions=["us-east-1", "cn-north-1"]))
+    problems = [f"{m.rule.id} {m.message} ({m.path})" for m in matches if not m.rule.id.startswith("I")]
+    assert problems == []
+
+
+def test_contract_logical_ids_exist(cloudformation: dict[str, Any]) -> None:
+    types = {lid: r["Type"] for lid, r in cloudformation["Resources"].items()}
+    assert types["HttpApi"] == "AWS::ApiGatewayV2::Api"
+    assert types["WebhookFunction"] == "AWS::Lambda::Function"
+    assert types["StateTable"] == types["IdempotencyTable"] == "AWS::DynamoDB::Table"
+    assert types["EventsQueue"] == types["EventsDLQ"] == "AWS::SQS::Queue"
+    assert types["EventsDLQDepthAlarm"] == "AWS::CloudWatch::Alarm"
+    assert any(t == "AWS::Lambda::LayerVersion" and lid.startswith("SharedLayer") for lid, t in types.items())
+
+
+def test_only_the_webhook_routes_are_public(cloudformation: dict[str, Any]) -> None:
+    body = cloudformation["Resources"]["HttpApi"]["Properties"]["Body"]
+    assert "AWS_IAM" in body["components"]["securitySchemes"]
+    routes = {(method, path): op for path, ops in body["paths"].items() for method, op in ops.items()}
+    assert set(routes) >= WEBHOOK_ROUTES
+    for route, operation in routes.items():
+        expected = [{"NONE": []}] if route in WEBHOOK_ROUTES else [{"AWS_IAM": []}]
+        assert operation["security"] == expected, route
+    # Routes added later inherit IAM: the API's default authorizer is AWS_IAM.
+    auth = _sam_template()["Resources"]["HttpApi"]["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "AWS_IAM"
+
+
+def test_function_roles_grant_nothing_on_every_resource(cloudformation: dict[str, Any]) -> None:
+    roles = {lid: r for lid, r in cloudformation["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    assert "WebhookFunctionRole" in roles
+    for lid, role in roles.items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                resources = (
+                    statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                )
+                assert "*" not in resources, (lid, statement)
+
+
+def test_webhook_reads_only_secrets_under_the_app_prefix(cloudformation: dict[str, Any]) -> None:
+    role = cloudformation["Resources"]["WebhookFunctionRole"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    secret_statements = [s for s in statements if "secretsmanager" in json.dumps(s["Action"])]
+    assert [s["Action"] for s in secret_statements] == ["secretsmanager:GetSecretValue"]
+    resource = json.dumps(secret_statements[0]["Resource"])
+    assert ":secret:${AppSecretPrefix}*" in resource
+
+
+def test_events_queue_redrive_and_visibility(cloudformation: dict[str, Any]) -> None:
+    resources = cloudformation["Resources"]
+    queue = resources["EventsQueue"]["Properties"]
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["EventsDLQ", "Arn"]}, "maxReceiveCount": 5}
+    consumers = [
+        r["Properties"]["Timeout"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and "EventsQueue" in json.dumps(r["Properties"])
+    ]
+    # Lambda's rule: visibility >= 6x the consumer's timeout (30 s assumed until a consumer exists).
+    assert queue["VisibilityTimeout"] >= 6 * max([30, *consumers])
+    assert resources["EventsDLQ"]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    alarm = resources["EventsDLQDepthAlarm"]["Properties"]
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["EventsDLQ", "QueueName"]}}]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
+def test_tables_are_on_demand_with_the_contract_keys(cloudformation: dict[str, Any]) -> None:
+    resources = cloudformation["Resources"]
+    state, idem = resources["StateTable"]["Properties"], resources["IdempotencyTable"]["Properties"]
+    assert state["BillingMode"] == idem["BillingMode"] == "PAY_PER_REQUEST"
+    assert state["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert idem["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert idem["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert state["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_webhook_environment_names(cloudformation: dict[str, Any]) -> None:
+    variables = cloudformation["Resources"]["WebhookFunction"]["Properties"]["Environment"]["Variables"]
+    assert {
+        "STATE_TABLE",
+        "IDEMPOTENCY_TABLE",
+        "EVENTS_QUEUE_URL",
+        "APP_SECRET_PREFIX",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_LOG_LEVEL",
+    } <= set(variables)
+    assert "AWS_ENDPOINT_URL" not in variables
+
+
+# --------------------------------------------------------------------------- (c) sam build + imports
+
+
+def test_every_handler_file_exists() -> None:
+    missing = []
+    for function_id in _functions():
+        code_uri, module, _ = _handler_location(function_id)
+        path = REPO / code_uri / (module.replace(".", "/") + ".py")
+        if not path.is_file():
+            missing.append(f"{function_id}: {path.relative_to(REPO)}")
+    assert not missing, f"handler files named by template.yaml are missing: {missing}"
+
+
+def test_layer_makefile_defaults_to_arm64() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LAYER_ARCH"}
+    dry = subprocess.run(
+        ["make", "-n", "-C", str(REPO / "shared"), "build-SharedLayer", "ARTIFACTS_DIR=/nonexistent"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert "--platform manylinux2014_aarch64" in dry.stdout
+    assert "--python-version 3.13" in dry.stdout
+
+
+@pytest.fixture(scope="module")
+def built(sam_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    for function_id in _functions():
+        code_uri, module, _ = _handler_location(function_id)
+        if not (REPO / code_uri / (module.replace(".", "/") + ".py")).is_file():
+            pytest.fail(f"{function_id}: handler file {code_uri}{module}.py is missing; cannot sam build")
+    architecture, layer_arch = _host_architecture()
+    build_dir = tmp_path_factory.mktemp("sam") / "build"
+    env = {**sam_env, "LAYER_ARCH": layer_arch}
+    result = subprocess.run(
+        [
+            _sam(),
+            "build",
+            "--template-file",
+            str(TEMPLATE),
+            "--build-dir",
+            str(build_dir),
+            "--parameter-overrides",
+            f"Architecture={architecture}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=900,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"sam build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return build_dir
+
+
+def _layer_python(built: Path) -> Path:
+    return built / "SharedLayer" / "python"
+
+
+@pytest.mark.parametrize("function_id", sorted(_functions()))
+def test_built_handler_imports_with_only_its_code_and_the_layer(built: Path, function_id: str) -> None:
+    _, module, attr = _handler_location(function_id)
+    function_dir, layer_dir = built / function_id, _layer_python(built)
+    probe = (
+        "import importlib, json, sys\n"
+        f"sys.path[:0] = [{str(function_dir)!r}, {str(layer_dir)!r}]\n"
+        f"mod = importlib.import_module({module!r})\n"
+        f"handler = getattr(mod, {attr!r}, None)\n"
+        "lifelink = sys.modules.get('lifelink')\n"
+        "print(json.dumps({'callable': callable(handler), 'file': mod.__file__, 'path': sys.path,\n"
+        "  'lifelink': getattr(lifelink, '__file__', None), 'site': 'site' in sys.modules}))\n"
+    )
+    # Lambda-like environment; AWS_ENDPOINT_URL points at a closed loopback port so a stray call at import
+    # time fails here instead of reaching AWS.
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_LAMBDA_FUNCTION_NAME": function_id,
+        "STATE_TABLE": "StateTable",
+        "IDEMPOTENCY_TABLE": "IdempotencyTable",
+        "EVENTS_QUEUE_URL": "http://127.0.0.1:9/123456789012/EventsQueue",
+        "APP_SECRET_PREFIX": "lifelink/apps/",
+        "POWERTOOLS_SERVICE_NAME": "lifelink",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    result = subprocess.run(
+        [_python313(), "-I", "-S", "-c", probe], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["callable"], f"{function_id}: {module}.{attr} is not callable"
+    assert Path(report["file"]).is_relative_to(function_dir)
+    assert not report["site"]
+    assert not [p for p in report["path"] if "site-packages" in p]
+    if report["lifelink"]:
+        assert Path(report["lifelink"]).is_relative_to(layer_dir)
+
+
+def test_layer_ships_unchecked_hash_pyc_for_every_module(built: Path) -> None:
+    layer = _layer_python(built)
+    sources = [p for p in layer.rglob("*.py") if "__pycache__" not in p.parts]
+    assert any(p.parts[-2:] == ("lifelink", "__init__.py") for p in sources)
+    assert not [p for p in (layer / "lifelink").rglob("*") if p.name in ("tests", "conftest.py")]
+    magic = importlib.util.MAGIC_NUMBER if sys.version_info[:2] == (3, 13) else None
+    missing, wrong = [], []
+    for source in sources:
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        if not pyc.is_file():
+            missing.append(str(source.relative_to(layer)))
+            continue
+        data = pyc.read_bytes()
+        flags = int.from_bytes(data[4:8], "little")
+        # bit 0: hash-based; bit 1: check_source. Unchecked hash = 0b01.
+        if flags != 0b01 or (magic and data[:4] != magic):
+            wrong.append(f"{source.relative_to(layer)} flags={flags:#04b}")
+        elif magic and source.parts[-2:] == ("lifelink", "__init__.py"):
+            assert data[8:16] == importlib.util.source_hash(source.read_bytes())
+    assert not missing, f"{len(missing)} modules without .pyc, e.g. {missing[:5]}"
+    assert not wrong, f"{len(wrong)} .pyc not unchecked-hash, e.g. {wrong[:5]}"
