@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
+
 from lifelink.domain.events import parse_event
 
 if TYPE_CHECKING:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+
 from lifelink.store.apps import DEFAULT_SECRET_PREFIX, AppRecord, AppRegistry
 from lifelink_local import localconf
 from lifelink_local.front import Front

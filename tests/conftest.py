@@ -70,9 +70,10 @@ AWS_ENV = {
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """In-process moto with every table and queue of template.yaml; yields the provisioned names."""
+    from moto import mock_aws
+
     from lifelink.store import aws as aws_clients
     from lifelink_local.provision import provision
-    from moto import mock_aws
 
     for k, v in AWS_ENV.items():
         monkeypatch.setenv(k, v)

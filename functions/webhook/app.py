@@ -10,6 +10,7 @@ import base64
 from typing import Any
 
 from aws_lambda_powertools.logging import Logger
+
 from lifelink.config import Settings
 from lifelink.store import aws
 from lifelink.store.app_keys import AppKeyring

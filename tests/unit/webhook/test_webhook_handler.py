@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from lifelink.alipay.keys import load_public_key
 from lifelink.alipay.lifegateway import reply_inner, reply_signature
 from lifelink.alipay.signing import verify
@@ -19,7 +20,6 @@ from lifelink.domain.events import parse_event
 from lifelink.store.apps import AppRecord, AppRegistry
 from lifelink_local.handlers import LambdaContext
 from lifelink_local.sim_push import Pusher, form_encode
-
 from tests.conftest import KeyPair, load_function
 
 LIFE_APP = "2021000000000001"

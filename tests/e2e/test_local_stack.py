@@ -1,0 +1,148 @@
+"""`make run` as a user meets it: the stack in its own process on loopback (ephemeral ports), the journey's
+result on the events queue, an independently signed gateway check, and the `lifelink` command against it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import httpx
+import pytest
+
+from lifelink.alipay.keys import load_public_key
+from lifelink.alipay.lifegateway import reply_inner, reply_signature
+from lifelink.alipay.signing import verify
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    state = tmp_path_factory.mktemp("lifelink-state")
+    env = {**os.environ, "LIFELINK_MOTO_PORT": "0", "LIFELINK_API_PORT": "0", "LIFELINK_ALIPAY_PORT": "0",
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lifelink_local.stack", "--state-dir", str(state)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("serving"):
+            break
+    output = "".join(lines)
+    try:
+        assert "serving" in output, output
+        yield {"output": output, "state": state, "conf": json.loads((state / "local.json").read_text()), "env": env}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_journey_ends_with_the_expected_events_and_the_duplicate_dropped(running):
+    out = running["output"]
+    assert "On the events queue: 8 events" in out
+    for kind, n in [("follow", 3), ("gateway_check", 1), ("menu_click", 1), ("order_paid", 1), ("unfollow", 1),
+                    ("user_message", 1)]:
+        assert f"  {kind:<14} {n}\n" in out
+    assert "the duplicate was dropped" in out
+    assert "Journey complete" in out
+
+
+def test_local_json_is_the_documented_contract(running):
+    conf = running["conf"]
+    for key in ("api_url", "alipay_gateway_url", "aws_endpoint_url", "alipay_private_key_file"):
+        assert conf[key]
+    assert {a["kind"] for a in conf["apps"]} == {"life", "mini"}
+    for app in conf["apps"]:
+        for key in ("app_id", "kind", "app_private_key_file", "app_public_key_file", "alipay_public_key_file"):
+            assert app[key]
+        assert Path(app["app_private_key_file"]).read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert all(u.startswith("http://127.0.0.1:") for u in (conf["api_url"], conf["aws_endpoint_url"]))
+
+
+def _openssl_signed_check(conf: dict[str, Any], app_id: str, tamper: bool) -> bytes:
+    """A gateway check signed by an independent client: the openssl command with the simulator's key."""
+    biz = (f"<XML><AppId><![CDATA[{app_id}]]></AppId><MsgType><![CDATA[event]]></MsgType>"
+           f"<EventType><![CDATA[verifygw]]></EventType><CreateTime>{int(time.time() * 1000)}</CreateTime></XML>")
+    params = {"service": "alipay.service.check", "charset": "GBK", "sign_type": "RSA2", "biz_content": biz}
+    content = "&".join(f"{k}={params[k]}" for k in sorted(params))
+    signed = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-sign", conf["alipay_private_key_file"]],
+        input=content.encode("gbk"), capture_output=True, check=True,
+    ).stdout
+    params["sign"] = base64.b64encode(signed).decode()
+    if tamper:
+        params["biz_content"] = biz.replace("verifygw", "verifyGW")
+    return "&".join(f"{k}={quote_plus(v, encoding='gbk')}" for k, v in params.items()).encode()
+
+
+@pytest.mark.parametrize("tamper", [False, True])
+def test_independently_signed_gateway_check(running, tamper):
+    conf = running["conf"]
+    life = next(a for a in conf["apps"] if a["kind"] == "life")
+    body = _openssl_signed_check(conf, life["app_id"], tamper)
+    response = httpx.post(f"{conf['api_url']}/alipay/gateway", content=body,
+                          headers={"content-type": "application/x-www-form-urlencoded; charset=GBK"}, trust_env=False)
+    assert response.status_code == 200
+    inner = reply_inner(response.content)
+    sign, _ = reply_signature(response.content)
+    app_public = Path(life["app_public_key_file"]).read_text()
+    assert verify(inner, sign, load_public_key(app_public), "GBK")
+    if tamper:
+        assert "<success>false</success><error_code>VERIFY_FAILED</error_code>" in inner
+    else:
+        assert inner == f"<success>true</success><biz_content>{''.join(app_public.splitlines()[1:-1])}</biz_content>"
+
+
+def _cli(running: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**running["env"], "LIFELINK_STATE_DIR": str(running["state"])}
+    return subprocess.run([sys.executable, "-m", "lifelink_local.cli", "--local", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_registers_a_bound_mini_program_and_lists_bindings(running, tmp_path, app_keys):
+    conf = running["conf"]
+    life = next(a for a in conf["apps"] if a["kind"] == "life")
+    key_file = tmp_path / "mini.pem"
+    key_file.write_text(app_keys.private_pem)
+    one_line_alipay = "".join(Path(conf["alipay_public_key_file"]).read_text().splitlines()[1:-1])
+    added = _cli(running, "apps", "add", "--app-id", "2021004100000099", "--kind", "mini",
+                 "--app-private-key", str(key_file), "--alipay-public-key", one_line_alipay,
+                 "--life-account", life["app_id"])
+    assert added.returncode == 0, added.stderr
+    assert "app_private_key" not in added.stdout  # the record points at a secret; keys are not echoed
+    listed = _cli(running, "--json", "apps", "list")
+    apps = {a["app_id"]: a for a in json.loads(listed.stdout)}
+    assert apps["2021004100000099"]["life_account"] == life["app_id"]
+    assert "app_private_key" not in json.dumps(apps)
+
+
+def test_cli_names_the_mistake_when_the_app_public_key_is_given_as_alipays(running, tmp_path, app_keys):
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(app_keys.private_pem)
+    wrong = _cli(running, "apps", "add", "--app-id", "2021004100000098", "--kind", "life",
+                 "--app-private-key", str(key_file), "--alipay-public-key", app_keys.public_pem)
+    assert wrong.returncode == 2
+    assert "public key" in wrong.stderr.lower() and "alipay" in wrong.stderr.lower()
+    listed = _cli(running, "--json", "apps", "list")
+    assert "2021004100000098" not in listed.stdout
