@@ -30,15 +30,16 @@ def documented_sn(issuer: list[tuple[Any, str]], serial: int) -> str:
         NameOID.COMMON_NAME: "CN",
     }
     dn = ",".join(f"{short[oid]}={value}" for oid, value in reversed(issuer))
-    return hashlib.md5(f"{dn}{serial}".encode()).hexdigest()
+    return hashlib.md5(f"{dn}{serial}".encode(), usedforsecurity=False).hexdigest()
 
 
 def test_cert_sn_follows_the_documented_rule(
     app_rsa: rsa.RSAPrivateKey, alipay_rsa: rsa.RSAPrivateKey, cert_factory: Any
 ) -> None:
     serial = 0x2020051462034E4CA7A2C9CB03E13D63  # large serials are printed in decimal
-    pem = cert_factory(app_rsa, issuer_key=alipay_rsa, cn="2088000000000000-2021000000000000",
-                       serial=serial, issuer_names=ISSUER)
+    pem = cert_factory(
+        app_rsa, issuer_key=alipay_rsa, cn="2088000000000000-2021000000000000", serial=serial, issuer_names=ISSUER
+    )
     assert cert_sn(pem) == documented_sn(ISSUER, serial)
     assert cert_sn(pem.decode()) == documented_sn(ISSUER, serial)
     assert x509.load_pem_x509_certificate(pem).issuer.rdns[0].rfc4514_string() == "C=CN"  # stored order
@@ -48,8 +49,9 @@ def test_root_sn_joins_rsa_certs_in_file_order_and_skips_others(
     alipay_rsa: rsa.RSAPrivateKey, cert_factory: Any
 ) -> None:
     ec_key = ec.generate_private_key(ec.SECP256R1())
-    ec_root = cert_factory(ec_key, issuer_key=ec_key, cn="EC root", serial=1,
-                           issuer_names=[(NameOID.COMMON_NAME, "EC root")])
+    ec_root = cert_factory(
+        ec_key, issuer_key=ec_key, cn="EC root", serial=1, issuer_names=[(NameOID.COMMON_NAME, "EC root")]
+    )
     rsa_issuer_a = [(NameOID.COUNTRY_NAME, "CN"), (NameOID.COMMON_NAME, "Root A")]
     rsa_issuer_b = [(NameOID.COUNTRY_NAME, "CN"), (NameOID.ORGANIZATION_NAME, "B"), (NameOID.COMMON_NAME, "Root B")]
     root_a = cert_factory(alipay_rsa, issuer_key=alipay_rsa, cn="Root A", serial=11, issuer_names=rsa_issuer_a)

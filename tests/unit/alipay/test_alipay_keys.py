@@ -89,8 +89,15 @@ def test_public_key_one_line_is_spki_base64(app_rsa: rsa.RSAPrivateKey) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "not a key", "MIIB!!!!", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-     base64.b64encode(b"\x30\x03\x02\x01\x00").decode(), "密钥"],
+    [
+        "",
+        "   ",
+        "not a key",
+        "MIIB!!!!",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        base64.b64encode(b"\x30\x03\x02\x01\x00").decode(),
+        "密钥",
+    ],
 )
 def test_garbage_private_key_is_a_key_format_error(text: str) -> None:
     with pytest.raises(KeyFormatError):
@@ -123,9 +130,7 @@ def test_non_rsa_keys_are_refused() -> None:
     pem = ec_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, NO_ENC).decode()
     with pytest.raises(KeyFormatError, match="RSA"):
         load_private_key(pem)
-    pub = ec_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    pub = ec_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     with pytest.raises(KeyFormatError, match="RSA"):
         load_public_key(pub)
 
