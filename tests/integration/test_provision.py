@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from lifelink_local.provision import DEFAULT_TEMPLATE, SamTemplate, provision
 from moto.server import ThreadedMotoServer
+
+from lifelink_local.provision import DEFAULT_TEMPLATE, SamTemplate, provision
 
 pytestmark = pytest.mark.integration
 
