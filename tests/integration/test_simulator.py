@@ -14,6 +14,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from lifelink.alipay.callbacks import CallbackFamily, parse_form, verify_callback
 from lifelink.alipay.errors import SignatureError
 from lifelink.alipay.keys import public_key_one_line
@@ -311,3 +312,25 @@ def test_message_service_push_uses_the_trade_rule(sim: AlipaySimulator, alipay_k
     assert params["notify_id"] == delivery.notify_id
     assert verify_callback(params, charset, alipay_key.public_key()) is CallbackFamily.MESSAGE
     assert delivery.state == "delivered"
+
+
+def test_protocol_core_client_round_trips_against_the_simulator(sim: AlipaySimulator, app_key, alipay_key) -> None:
+    from lifelink.alipay.errors import AlipayApiError
+    from lifelink.alipay.openapi import AlipayClient, OpenApiConfig
+
+    sim.set_follower(APP_ID, "2088000000000003")
+    config = OpenApiConfig(
+        app_id=APP_ID, app_private_key=app_key, alipay_public_key=alipay_key.public_key(), gateway_url=sim.gateway_url
+    )
+    with AlipayClient(config) as client:
+        answer = client.execute("alipay.open.public.user.follow.query", {"user_id": "2088000000000003"})
+        assert answer["is_follow"] == "T"
+        with pytest.raises(AlipayApiError) as info:
+            client.execute("alipay.no.such.method", {})
+        assert info.value.sub_code == "isv.invalid-method"
+    wrong = OpenApiConfig(
+        app_id=APP_ID, app_private_key=new_key(), alipay_public_key=alipay_key.public_key(), gateway_url=sim.gateway_url
+    )
+    with AlipayClient(wrong) as client, pytest.raises(AlipayApiError) as info:
+        client.execute("alipay.open.public.user.follow.query", {"user_id": "2088000000000003"})
+    assert info.value.sub_code == "isv.invalid-signature"
