@@ -3,6 +3,7 @@
     lifelink [--local] apps add --app-id ID --kind life|mini --alipay-public-key KEY --app-private-key KEY
                                 [--life-account LIFE_APP_ID] [--app-auth-token TOKEN] [--seller-id PID]
     lifelink [--local] apps list
+    lifelink [--local] dlq show|redrive QUEUE [--max N]       (QUEUE: events)
 
 KEY is a file path or the key text, in any Alipay format (one-line base64 PKCS#8/PKCS#1, or PEM).
 Against AWS, the state table comes from --state-table, $LIFELINK_STATE_TABLE, or the stack's outputs
@@ -100,6 +101,48 @@ def apps_list(args: argparse.Namespace) -> list[dict[str, Any]]:
     return [r.model_dump(exclude_none=True) for r in reg.list()]
 
 
+def _queue_pair(args: argparse.Namespace) -> Any:
+    import boto3
+
+    from lifelink_local.dlq import QueuePair
+
+    name = args.queue
+    if args.local:
+        conf = localconf.load()
+        localconf.apply_aws_env(conf)
+        queues = conf.get("queues", {})
+        if name not in queues:
+            raise CliError(f"unknown queue {name!r}; known: {', '.join(sorted(queues))}")
+        return boto3.client("sqs"), QueuePair(name, queues[name]["url"], queues[name]["dlq_url"])
+    title = name.capitalize()
+    try:
+        stacks = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"]
+    except Exception as exc:
+        raise CliError(f"cannot read stack {args.stack!r} ({exc})") from exc
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    try:
+        return boto3.client("sqs"), QueuePair(name, outputs[f"{title}QueueUrl"], outputs[f"{title}DLQUrl"])
+    except KeyError:
+        raise CliError(f"stack {args.stack!r} has no queue {name!r}") from None
+
+
+def dlq_show(args: argparse.Namespace) -> dict[str, Any]:
+    from lifelink_local.dlq import show
+
+    sqs, pair = _queue_pair(args)
+    return show(sqs, pair)
+
+
+def dlq_redrive(args: argparse.Namespace) -> dict[str, Any]:
+    from lifelink_local.dlq import redrive
+
+    sqs, pair = _queue_pair(args)
+    result = redrive(sqs, pair, args.max)
+    if "error" in result:
+        raise CliError(f"moved {result['moved']} message(s), then: {result['error']}")
+    return result
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lifelink", description="Operate lifelink (AWS, or the local stack).")
     p.add_argument("--local", action="store_true", help="use the local stack (.lifelink/local.json)")
@@ -119,6 +162,14 @@ def _parser() -> argparse.ArgumentParser:
     add.set_defaults(run=apps_add)
     ls = apps.add_parser("list", help="list registered apps and bindings")
     ls.set_defaults(run=apps_list)
+    dlq = sub.add_parser("dlq", help="dead-letter queues").add_subparsers(dest="command", required=True)
+    for verb, fn, text in (("show", dlq_show, "depth and sample messages"),
+                           ("redrive", dlq_redrive, "move messages back to the source queue")):
+        cmd = dlq.add_parser(verb, help=text)
+        cmd.add_argument("queue", help="the queue's name, e.g. events")
+        if verb == "redrive":
+            cmd.add_argument("--max", type=int, default=None, help="move at most N messages")
+        cmd.set_defaults(run=fn)
     return p
 
 

@@ -101,6 +101,7 @@ class LocalStack:
             "events_queue_url": self.provisioned.queues["EventsQueue"],
             "events_dlq_url": self.provisioned.queues["EventsDLQ"],
             "app_secret_prefix": DEFAULT_SECRET_PREFIX,
+            "queues": self._queue_pairs(),
             "webhook": {
                 "gateway_url": f"{self.front.url}/alipay/gateway",
                 "notify_url": f"{self.front.url}/alipay/notify",
@@ -155,6 +156,17 @@ class LocalStack:
                 )
             )
         self.pollers.start()
+
+    def _queue_pairs(self) -> dict[str, dict[str, str]]:
+        """Every queue with a dead-letter queue, by short name (EventsQueue → "events")."""
+        assert self.provisioned is not None
+        out = {}
+        for logical in self.provisioned.queues:
+            settings = self.provisioned.queue_settings(logical)
+            if settings.dead_letter_queue_id:
+                name = logical.removesuffix("Queue").lower()
+                out[name] = {"url": settings.url, "dlq_url": self.provisioned.queues[settings.dead_letter_queue_id]}
+        return out
 
     def _register_apps(self, alipay_public_pem: str) -> list[dict[str, Any]]:
         assert self.provisioned is not None and self.sim is not None

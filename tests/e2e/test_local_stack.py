@@ -146,3 +146,25 @@ def test_cli_names_the_mistake_when_the_app_public_key_is_given_as_alipays(runni
     assert "public key" in wrong.stderr.lower() and "alipay" in wrong.stderr.lower()
     listed = _cli(running, "--json", "apps", "list")
     assert "2021004100000098" not in listed.stdout
+
+
+def test_dlq_show_and_redrive_move_a_dead_letter_back_to_its_queue(running):
+    import boto3
+
+    conf = running["conf"]
+    pair = conf["queues"]["events"]
+    sqs = boto3.client("sqs", endpoint_url=conf["aws_endpoint_url"], region_name=conf["region"],
+                       aws_access_key_id="local", aws_secret_access_key="local")
+    body = json.dumps({"type": "follow", "event_id": "dead-1", "app_id": "2021004100000001"})
+    sqs.send_message(QueueUrl=pair["dlq_url"], MessageBody=body)
+    shown = json.loads(_cli(running, "--json", "dlq", "show", "events").stdout)
+    assert shown["depth"] == 1 and shown["samples"][0]["event_id"] == "dead-1"
+    moved = _cli(running, "--json", "dlq", "redrive", "events")
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["moved"] == 1
+    assert json.loads(_cli(running, "--json", "dlq", "show", "events").stdout)["depth"] == 0
+    bodies = []
+    while got := sqs.receive_message(QueueUrl=pair["url"], MaxNumberOfMessages=10).get("Messages", []):
+        bodies += [m["Body"] for m in got]
+    assert body in bodies
+    assert _cli(running, "dlq", "show", "nosuch").returncode == 2
