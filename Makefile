@@ -42,11 +42,17 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
+# ARCH=arm64 (default) or x86_64: the functions' architecture and the layer's wheels, kept in step.
+ARCH ?= arm64
+LAYER_ARCH := $(if $(filter x86_64,$(ARCH)),x86_64,aarch64)
+
 build: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build
+	PATH="$(CURDIR)/$(BIN):$$PATH" LAYER_ARCH=$(LAYER_ARCH) SAM_CLI_TELEMETRY=0 \
+	  $(BIN)/sam build --parameter-overrides Architecture=$(ARCH)
 
 deploy: build
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam deploy --guided
+	PATH="$(CURDIR)/$(BIN):$$PATH" SAM_CLI_TELEMETRY=0 \
+	  $(BIN)/sam deploy --guided --parameter-overrides Architecture=$(ARCH)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
