@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from lifelink_local import sim_crypto
 
 MethodFn = Callable[[str, dict[str, Any]], dict[str, Any]]

@@ -27,6 +27,7 @@ from urllib.parse import quote_plus
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from lifelink_local import sim_crypto
 
 RETRY_DELAYS_S: tuple[float, ...] = (4 * 60, 10 * 60, 10 * 60, 3600, 2 * 3600, 6 * 3600, 15 * 3600)

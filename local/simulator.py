@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from lifelink_local import sim_crypto
 from lifelink_local.sim_gateway import MethodFn, OpenApiSimulator
 from lifelink_local.sim_push import Delivery, Pusher

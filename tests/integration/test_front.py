@@ -11,6 +11,7 @@ from urllib.parse import quote_plus
 
 import httpx
 import pytest
+
 from lifelink_local.front import MAX_PAYLOAD_BYTES, Front
 
 pytestmark = pytest.mark.integration

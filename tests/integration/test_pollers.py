@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from lifelink_local.motoserver import MotoServer
 from lifelink_local.pollers import SqsPoller
 

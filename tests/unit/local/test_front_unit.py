@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from lifelink_local.front import build_event, is_text_content_type, make_routes, result_to_http
 
 

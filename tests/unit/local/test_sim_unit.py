@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from lifelink_local import sim_crypto
 from lifelink_local.sim_gateway import OpenApiSimulator
 from lifelink_local.sim_push import gateway_xml
