@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +34,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from lifelink_local.serving import BackgroundServer
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +262,10 @@ class _BoundedThreadingHTTPServer(HTTPServer):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class Front:
+class Front(BackgroundServer):
     """The local HTTP API. ``routes``: (method, path, callable(event) -> result, auth or None)."""
+
+    thread_name = "front"
 
     def __init__(
         self,
@@ -275,35 +278,6 @@ class Front:
             port = int(os.environ.get(PORT_ENV, DEFAULT_PORT))
         self.routes = make_routes(routes)
         self._server = _BoundedThreadingHTTPServer((host, port), self._request_handler_class(), max_workers)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> str:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, name="front", daemon=True)
-            self._thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> Front:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def find_route(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         for route in self.routes:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,6 +27,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lifelink_local import sim_crypto
+from lifelink_local.serving import BackgroundServer
 from lifelink_local.sim_gateway import MethodFn, OpenApiSimulator
 from lifelink_local.sim_push import Delivery, Pusher
 
@@ -39,7 +39,9 @@ MAX_BODY = 10 * 1024 * 1024
 LOCAL_TIME_SCALE = 1 / 600
 
 
-class AlipaySimulator:
+class AlipaySimulator(BackgroundServer):
+    thread_name = "alipay-sim"
+
     def __init__(
         self,
         alipay_private_key: rsa.RSAPrivateKey | str,
@@ -56,41 +58,15 @@ class AlipaySimulator:
         self.pusher = Pusher(key, time_scale=time_scale)
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     @property
     def gateway_url(self) -> str:
         return f"{self.url}/gateway.do"
 
-    def start(self) -> str:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, name="alipay-sim", daemon=True)
-            self._thread.start()
-        return self.url
-
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
+        super().stop()
         self.pusher.close()
-
-    def __enter__(self) -> AlipaySimulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- OpenAPI side ------------------------------------------------------------------------------------
     def register_app(self, app_id: str, app_public_key: str) -> None:
