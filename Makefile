@@ -54,8 +54,9 @@ deploy: build
 	PATH="$(CURDIR)/$(BIN):$$PATH" SAM_CLI_TELEMETRY=0 \
 	  $(BIN)/sam deploy --guided --parameter-overrides Architecture=$(ARCH)
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+bench:
+	@bash bench/venv.sh "$(PYTHON)"
+	.bench-venv/bin/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache

@@ -1,0 +1,31 @@
+"""`make bench`: every figure of issue 2 §7 in one run, then a summary table. Reports; never fails on a
+missed target (exit 0), only on a broken benchmark."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+
+import import_time
+import rsa_speed
+import webhook_speed
+from common import heading, print_summary
+
+
+def main() -> int:
+    started = time.perf_counter()
+    print(f"lifelink bench — Python {platform.python_version()} ({sys.executable}), {platform.machine()}, "
+          f"single thread")
+    rows = []
+    rows += rsa_speed.run()
+    rows += webhook_speed.run()
+    rows += import_time.run()
+    heading("Summary")
+    print_summary(rows)
+    print(f"\n(bench took {time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
