@@ -168,6 +168,9 @@ def run() -> list[Row]:
         table.append(("  (same, rsa.sign with key pre-parsed)", f"{sdk_sign_parsed.median:,.1f}", "-",
                       f"[{spread(sdk_sign_parsed.values)}] for reference only"))
     print_table(("signer", "sign/s", "verify/s", "notes"), table)
+    if ssl_problem is None and not isinstance(sdk, str):
+        print(f"openssl sign/s ÷ SDK sign/s = {ssl_sign.median / sdk_sign.median:,.1f}×: the most any "
+              "OpenSSL-based signer can reach against the SDK on this machine and Python")
 
     rows: list[Row] = []
     if ssl_problem is None:
