@@ -12,7 +12,6 @@ import binascii
 from dataclasses import dataclass
 from functools import lru_cache
 
-from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm as UnsupportedKey
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
@@ -92,6 +91,8 @@ def _load_public_key_cached(text: str) -> RSAPublicKey:
         raise KeyFormatError(f"{what}: this is a private key; configure the public key here")
     try:
         if "-----BEGIN CERTIFICATE-----" in text:
+            from cryptography import x509  # certificates only: kept off the cold path
+
             key = x509.load_pem_x509_certificate(text.encode("ascii")).public_key()
         elif "-----BEGIN" in text:
             key = serialization.load_pem_public_key(text.encode("ascii"))
@@ -101,6 +102,8 @@ def _load_public_key_cached(text: str) -> RSAPublicKey:
                 key = serialization.load_der_public_key(der)
             except (ValueError, UnsupportedKey):
                 try:
+                    from cryptography import x509
+
                     key = x509.load_der_x509_certificate(der).public_key()
                 except (ValueError, UnsupportedKey):
                     if _is_private_der(der):

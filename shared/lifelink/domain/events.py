@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -136,11 +137,14 @@ DomainEvent = Annotated[
     Field(discriminator="type"),
 ]
 
-_ADAPTER: TypeAdapter[DomainEvent] = TypeAdapter(DomainEvent)
+@cache
+def _adapter() -> TypeAdapter[DomainEvent]:
+    """Built on first use: producers (the webhook) never parse events, so they skip this at cold start."""
+    return TypeAdapter(DomainEvent)
 
 
 def parse_event(data: str | bytes | dict[str, Any]) -> DomainEvent:
     """Parse a queue message body (JSON text or dict) into its event model."""
     if isinstance(data, dict):
-        return _ADAPTER.validate_python(data)
-    return _ADAPTER.validate_json(data)
+        return _adapter().validate_python(data)
+    return _adapter().validate_json(data)
