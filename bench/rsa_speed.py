@@ -105,9 +105,7 @@ def _sdk_signer(private_key: rsa.RSAPrivateKey, content: str) -> tuple[Callable[
     ours = signing.sign(content, private_key)
     if theirs != ours:  # PKCS#1 v1.5 is deterministic: both must produce the same bytes
         return "the SDK's signature differs from ours on the same key and content"
-    parsed = pure_rsa.PrivateKey.load_pkcs1(
-        b"-----BEGIN RSA PRIVATE KEY-----\n" + one_line.encode() + b"\n-----END RSA PRIVATE KEY-----"
-    )
+    parsed = pure_rsa.PrivateKey.load_pkcs1(pkcs1, format="DER")
     data = content.encode("utf-8")
     return (lambda: sign_with_rsa2(one_line, content, "utf-8")), (lambda: pure_rsa.sign(data, parsed, "SHA-256"))
 
