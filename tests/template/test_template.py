@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 VENV_BIN = Path(sys.executable).parent
 WEBHOOK_ROUTES = {("post", "/alipay/gateway"), ("post", "/alipay/notify")}
+INTERNAL_ROUTES = {("post", "/messages"), ("get", "/messages/{ledger_key}"), ("post", "/subscriptions")}
 
 
 def _sam_template() -> dict[str, Any]:
@@ -185,6 +186,14 @@ def test_contract_logical_ids_exist(cloudformation: dict[str, Any]) -> None:
     assert types["EventsQueue"] == types["EventsDLQ"] == "AWS::SQS::Queue"
     assert types["EventsDLQDepthAlarm"] == "AWS::CloudWatch::Alarm"
     assert any(t == "AWS::Lambda::LayerVersion" and lid.startswith("SharedLayer") for lid, t in types.items())
+    assert types["OutboundQueue"] == types["OutboundDLQ"] == "AWS::SQS::Queue"
+    assert types["OutboundDLQDepthAlarm"] == "AWS::CloudWatch::Alarm"
+    for function_id in ("MessageGatewayFunction", "InternalApiFunction", "MetricsFunction"):
+        assert types[function_id] == "AWS::Lambda::Function"
+    assert types["AttributionSecret"] == "AWS::SecretsManager::Secret"
+    outputs = cloudformation["Outputs"]
+    assert outputs["OutboundQueueUrl"]["Value"] == {"Ref": "OutboundQueue"}
+    assert outputs["OutboundDLQUrl"]["Value"] == {"Ref": "OutboundDLQ"}
 
 
 def test_only_the_webhook_routes_are_public(cloudformation: dict[str, Any]) -> None:
@@ -198,6 +207,15 @@ def test_only_the_webhook_routes_are_public(cloudformation: dict[str, Any]) -> N
     # Routes added later inherit IAM: the API's default authorizer is AWS_IAM.
     auth = _sam_template()["Resources"]["HttpApi"]["Properties"]["Auth"]
     assert auth["DefaultAuthorizer"] == "AWS_IAM"
+
+
+def test_internal_api_routes_go_to_the_internal_function_with_iam(cloudformation: dict[str, Any]) -> None:
+    paths = cloudformation["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
+    for method, path in INTERNAL_ROUTES:
+        operation = paths[path][method]
+        assert operation["security"] == [{"AWS_IAM": []}], (method, path)
+        assert "${InternalApiFunction.Arn}" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
+        assert operation["x-amazon-apigateway-integration"]["payloadFormatVersion"] == "2.0"
 
 
 def test_function_roles_grant_nothing_on_every_resource(cloudformation: dict[str, Any]) -> None:
@@ -221,22 +239,58 @@ def test_webhook_reads_only_secrets_under_the_app_prefix(cloudformation: dict[st
     assert ":secret:${AppSecretPrefix}*" in resource
 
 
-def test_events_queue_redrive_and_visibility(cloudformation: dict[str, Any]) -> None:
+def _consumer_timeouts(resources: dict[str, Any], queue_id: str) -> list[int]:
+    """Timeouts of the functions an SQS event source mapping feeds from ``queue_id``."""
+    timeouts = []
+    for r in resources.values():
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and r["Properties"]["EventSourceArn"] == {
+            "Fn::GetAtt": [queue_id, "Arn"]
+        }:
+            function_id = r["Properties"]["FunctionName"]["Ref"]
+            timeouts.append(int(resources[function_id]["Properties"]["Timeout"]))
+    return timeouts
+
+
+@pytest.mark.parametrize(
+    ("queue_id", "dlq_id", "alarm_id"),
+    [("EventsQueue", "EventsDLQ", "EventsDLQDepthAlarm"), ("OutboundQueue", "OutboundDLQ", "OutboundDLQDepthAlarm")],
+)
+def test_queue_redrive_visibility_and_dlq_alarm(
+    cloudformation: dict[str, Any], queue_id: str, dlq_id: str, alarm_id: str
+) -> None:
     resources = cloudformation["Resources"]
-    queue = resources["EventsQueue"]["Properties"]
-    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["EventsDLQ", "Arn"]}, "maxReceiveCount": 5}
-    consumers = [
-        r["Properties"]["Timeout"]
-        for r in resources.values()
-        if r["Type"] == "AWS::Lambda::EventSourceMapping" and "EventsQueue" in json.dumps(r["Properties"])
-    ]
-    # Lambda's rule: visibility >= 6x the consumer's timeout (30 s assumed until a consumer exists).
-    assert queue["VisibilityTimeout"] >= 6 * max([30, *consumers])
-    assert resources["EventsDLQ"]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
-    alarm = resources["EventsDLQDepthAlarm"]["Properties"]
+    queue = resources[queue_id]["Properties"]
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}, "maxReceiveCount": 5}
+    consumers = _consumer_timeouts(resources, queue_id)
+    assert consumers, f"nothing consumes {queue_id}"
+    # Lambda's rule: visibility >= 6x the consumer's timeout.
+    assert queue["VisibilityTimeout"] >= 6 * max(consumers)
+    assert queue["SqsManagedSseEnabled"] is True
+    dlq = resources[dlq_id]["Properties"]
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert dlq["SqsManagedSseEnabled"] is True
+    alarm = resources[alarm_id]["Properties"]
     assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["EventsDLQ", "QueueName"]}}]
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}]
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
+@pytest.mark.parametrize(
+    ("function_id", "queue_id"), [("MessageGatewayFunction", "OutboundQueue"), ("MetricsFunction", "EventsQueue")]
+)
+def test_queue_consumers_batch_with_partial_failures(
+    cloudformation: dict[str, Any], function_id: str, queue_id: str
+) -> None:
+    mappings = [
+        r["Properties"]
+        for r in cloudformation["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and r["Properties"]["FunctionName"] == {"Ref": function_id}
+    ]
+    assert len(mappings) == 1
+    (mapping,) = mappings
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == (10, 1)
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
 def test_tables_are_on_demand_with_the_contract_keys(cloudformation: dict[str, Any]) -> None:
@@ -263,6 +317,112 @@ def test_webhook_environment_names(cloudformation: dict[str, Any]) -> None:
         "POWERTOOLS_LOG_LEVEL",
     } <= set(variables)
     assert "AWS_ENDPOINT_URL" not in variables
+
+
+def _statements(cloudformation: dict[str, Any], function_id: str) -> list[dict[str, Any]]:
+    role = cloudformation["Resources"][f"{function_id}Role"]["Properties"]
+    return [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return action if isinstance(action, list) else [action]
+
+
+def _granted(cloudformation: dict[str, Any], function_id: str, action: str) -> list[str]:
+    """The resources (as JSON text) on which ``function_id``'s inline policies allow ``action``."""
+    found = []
+    for statement in _statements(cloudformation, function_id):
+        if any(a == action or (a.endswith("*") and action.startswith(a[:-1])) for a in _actions(statement)):
+            found.append(json.dumps(statement["Resource"]))
+    return found
+
+
+def test_message_gateway_permissions(cloudformation: dict[str, Any]) -> None:
+    granted = lambda action: _granted(cloudformation, "MessageGatewayFunction", action)  # noqa: E731
+    assert all("StateTable" in r for r in granted("dynamodb:UpdateItem")) and granted("dynamodb:UpdateItem")
+    assert [r for r in granted("sqs:SendMessage") if "EventsQueue" in r]
+    assert granted("sqs:ChangeMessageVisibility") == [json.dumps({"Fn::GetAtt": ["OutboundQueue", "Arn"]})]
+    secrets = granted("secretsmanager:GetSecretValue")
+    assert sorted(secrets) == sorted(
+        [
+            json.dumps({"Ref": "AttributionSecret"}),
+            json.dumps(
+                {
+                    "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
+                    ":secret:${AppSecretPrefix}*"
+                }
+            ),
+        ]
+    )
+    assert not granted("secretsmanager:PutSecretValue")
+
+
+def test_internal_api_permissions_are_narrow(cloudformation: dict[str, Any]) -> None:
+    granted = lambda action: _granted(cloudformation, "InternalApiFunction", action)  # noqa: E731
+    assert granted("dynamodb:GetItem") == [json.dumps({"Fn::GetAtt": ["StateTable", "Arn"]})]
+    assert granted("dynamodb:UpdateItem") == [json.dumps({"Fn::GetAtt": ["StateTable", "Arn"]})]
+    for action in ("dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:PutItem", "secretsmanager:GetSecretValue"):
+        assert not granted(action), action
+    sends = granted("sqs:SendMessage")
+    assert len(sends) == 1 and "OutboundQueue" in sends[0]
+
+
+def test_metrics_permissions(cloudformation: dict[str, Any]) -> None:
+    granted = lambda action: _granted(cloudformation, "MetricsFunction", action)  # noqa: E731
+    sends = granted("sqs:SendMessage")
+    assert len(sends) == 1 and "OutboundQueue" in sends[0]
+    assert granted("secretsmanager:GetSecretValue") == [json.dumps({"Ref": "AttributionSecret"})]
+    assert granted("dynamodb:UpdateItem") and all("StateTable" in r for r in granted("dynamodb:UpdateItem"))
+
+
+def test_attribution_secret_is_generated_under_the_parameter_name(cloudformation: dict[str, Any]) -> None:
+    parameters = _sam_template()["Parameters"]
+    assert parameters["AttributionSecretName"]["Default"] == "lifelink/attribution-key"
+    assert parameters["AlipayGatewayUrl"]["Default"] == "https://openapi.alipay.com/gateway.do"
+    secret = cloudformation["Resources"]["AttributionSecret"]["Properties"]
+    assert secret["Name"] == {"Ref": "AttributionSecretName"}
+    assert secret["GenerateSecretString"] == {"PasswordLength": 48, "ExcludePunctuation": True}
+    assert "SecretString" not in secret
+
+
+@pytest.mark.parametrize(
+    ("function_id", "expected"),
+    [
+        (
+            "MessageGatewayFunction",
+            {
+                "STATE_TABLE": {"Ref": "StateTable"},
+                "EVENTS_QUEUE_URL": {"Ref": "EventsQueue"},
+                "OUTBOUND_QUEUE_URL": {"Ref": "OutboundQueue"},
+                "ALIPAY_GATEWAY_URL": {"Ref": "AlipayGatewayUrl"},
+                "ATTRIBUTION_SECRET_NAME": {"Ref": "AttributionSecretName"},
+                "SEND_CONCURRENCY": "10",
+            },
+        ),
+        ("InternalApiFunction", {"STATE_TABLE": {"Ref": "StateTable"}, "OUTBOUND_QUEUE_URL": {"Ref": "OutboundQueue"}}),
+        (
+            "MetricsFunction",
+            {
+                "STATE_TABLE": {"Ref": "StateTable"},
+                "EVENTS_QUEUE_URL": {"Ref": "EventsQueue"},
+                "OUTBOUND_QUEUE_URL": {"Ref": "OutboundQueue"},
+            },
+        ),
+    ],
+)
+def test_new_function_environments(cloudformation: dict[str, Any], function_id: str, expected: dict[str, Any]) -> None:
+    variables = cloudformation["Resources"][function_id]["Properties"]["Environment"]["Variables"]
+    assert {k: variables[k] for k in expected if k in variables} == expected
+    assert variables["APP_SECRET_PREFIX"] == {"Ref": "AppSecretPrefix"}
+    assert "AWS_ENDPOINT_URL" not in variables
+
+
+def test_message_gateway_timeout_fits_the_outbound_visibility(cloudformation: dict[str, Any]) -> None:
+    resources = cloudformation["Resources"]
+    timeout = resources["MessageGatewayFunction"]["Properties"]["Timeout"]
+    assert 30 <= timeout <= 120
+    assert resources["OutboundQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout
 
 
 # --------------------------------------------------------------------------- (c) sam build + imports
