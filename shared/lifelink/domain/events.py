@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = 1
 
-Source = Literal["life_gateway", "trade_notify", "message_service", "ingest"]
+Source = Literal["life_gateway", "trade_notify", "message_service", "ingest", "message_gateway"]
 
 
 class UserRef(BaseModel):
@@ -122,6 +122,29 @@ class UnknownEvent(_Event):
     fields: dict[str, str] = Field(default_factory=dict)
 
 
+OutcomeStatus = Literal["sent", "held", "capped", "skipped", "failed"]
+
+
+class MessageOutcomeEvent(_Event):
+    """What the message gateway did with one job (source ``message_gateway``): every send, hold, cap, skip
+    and failure, with a stable ``reason``. ``event_id`` is derived from the ledger key, status and attempt, so
+    a re-published outcome has the same id."""
+
+    type: Literal["message_outcome"] = "message_outcome"
+    ledger_key: str
+    channel: str
+    status: OutcomeStatus
+    reason: str | None = None
+    sub_code: str | None = None
+    retryable: bool | None = None  # failed only: True when the job goes back to the queue
+    attempts: int = 0
+    hold_until: datetime | None = None  # held only
+    campaign: str = "-"
+    phase: str = "-"
+    rule: str | None = None
+    message_ref: str
+
+
 DomainEvent = Annotated[
     FollowEvent
     | UnfollowEvent
@@ -133,9 +156,11 @@ DomainEvent = Annotated[
     | OrderClosedEvent
     | OrderPendingEvent
     | MessagePushEvent
+    | MessageOutcomeEvent
     | UnknownEvent,
     Field(discriminator="type"),
 ]
+
 
 @cache
 def _adapter() -> TypeAdapter[DomainEvent]:
