@@ -2,9 +2,11 @@
 
 ``provision()`` reads the SAM template (cfn-lint's YAML decoder understands ``!Ref``/``!GetAtt``/``!Sub``)
 and creates, through boto3 clients that honour ``AWS_ENDPOINT_URL`` (moto's server locally), every
-``AWS::DynamoDB::Table`` and ``AWS::SQS::Queue`` it declares, named ``f"{prefix}-{LogicalId}"``.
-Existing resources are reused (queue attributes are brought back in line with the template), so
-provisioning twice is harmless.
+``AWS::DynamoDB::Table`` and ``AWS::SQS::Queue`` it declares, named ``f"{prefix}-{LogicalId}"``, and every
+``AWS::SecretsManager::Secret`` under its template ``Name`` (or ``f"{prefix}-{LogicalId}"`` without one),
+with its ``SecretString`` or a random string made as its ``GenerateSecretString`` describes.
+Existing resources are reused (queue attributes are brought back in line with the template; an existing
+secret keeps its value), so provisioning twice is harmless.
 
 The returned :class:`Provisioned` resolves each function's environment (Globals + function) to the
 real local names and URLs, and lists the template's HTTP API routes and SQS event sources so the local
@@ -16,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +35,7 @@ LOCAL_ACCOUNT_ID = "123456789012"  # moto's default account
 
 TABLE = "AWS::DynamoDB::Table"
 QUEUE = "AWS::SQS::Queue"
+SECRET = "AWS::SecretsManager::Secret"
 FUNCTION = "AWS::Serverless::Function"
 HTTP_API = "AWS::Serverless::HttpApi"
 
@@ -276,6 +281,8 @@ class Provisioned:
     queue_arns: dict[str, str] = field(default_factory=dict)
     queue_names: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, str] = field(default_factory=dict)  # parameter values (defaults + overrides)
+    secrets: dict[str, str] = field(default_factory=dict)  # logical id -> secret name
+    secret_arns: dict[str, str] = field(default_factory=dict)  # logical id -> ARN (what !Ref gives)
 
     def function_environment(self, function_id: str) -> dict[str, str]:
         """The function's Environment Variables (Globals + function), resolved to local names and URLs."""
@@ -350,7 +357,9 @@ class Provisioned:
             return self.tables[name]
         if name in self.queues:
             return self.queues[name]
-        raise TemplateError(f"{where}: !Ref {name} has no local value (not a parameter, table or queue)")
+        if name in self.secret_arns:
+            return self.secret_arns[name]
+        raise TemplateError(f"{where}: !Ref {name} has no local value (not a parameter, table, queue or secret)")
 
     def _get_att(self, target: str, attr: str, where: str) -> str:
         table = {"Arn": self.table_arns} if target in self.tables else {}
@@ -456,6 +465,63 @@ def _create_queue(client: Any, name: str, attributes: dict[str, str]) -> tuple[s
     return url, str(arn)
 
 
+def generate_secret_string(spec: Mapping[str, Any]) -> str:
+    """A random string as CloudFormation's ``GenerateSecretString`` describes (length 32 by default).
+
+    With ``SecretStringTemplate`` and ``GenerateStringKey`` the result is that JSON object with the random
+    string added under the key, as Secrets Manager does.
+    """
+    alphabet = ""
+    if not _truthy(spec.get("ExcludeLowercase", False)):
+        alphabet += string.ascii_lowercase
+    if not _truthy(spec.get("ExcludeUppercase", False)):
+        alphabet += string.ascii_uppercase
+    if not _truthy(spec.get("ExcludeNumbers", False)):
+        alphabet += string.digits
+    if not _truthy(spec.get("ExcludePunctuation", False)):
+        alphabet += string.punctuation  # Secrets Manager's set for GetRandomPassword
+    if _truthy(spec.get("IncludeSpace", False)):
+        alphabet += " "
+    excluded = set(str(spec.get("ExcludeCharacters", "")))
+    alphabet = "".join(c for c in alphabet if c not in excluded)
+    if not alphabet:
+        raise TemplateError("GenerateSecretString excludes every character")
+    length = int(spec.get("PasswordLength", 32))
+    value = "".join(secrets.choice(alphabet) for _ in range(length))
+    template, key = spec.get("SecretStringTemplate"), spec.get("GenerateStringKey")
+    if template is not None and key:
+        document = json.loads(str(template))
+        document[str(key)] = value
+        return json.dumps(document)
+    return value
+
+
+def _create_secret(client: Any, name: str, props: Mapping[str, Any], where: str) -> str:
+    """Create the secret unless it exists (an existing secret keeps its value); returns its ARN."""
+    try:
+        return str(client.describe_secret(SecretId=name)["ARN"])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+    if "SecretString" in props:
+        value = props["SecretString"]
+        if not isinstance(value, str):
+            raise TemplateError(f"{where}: SecretString must be a plain string locally")
+    elif "GenerateSecretString" in props:
+        value = generate_secret_string(props["GenerateSecretString"] or {})
+    else:
+        raise TemplateError(f"{where}: needs SecretString or GenerateSecretString")
+    request: dict[str, Any] = {"Name": name, "SecretString": value}
+    if isinstance(props.get("Description"), str):
+        request["Description"] = props["Description"]
+    try:
+        return str(client.create_secret(**request)["ARN"])
+    except ClientError as exc:  # created concurrently by someone else: reuse it
+        if exc.response["Error"]["Code"] != "ResourceExistsException":
+            raise
+        return str(client.describe_secret(SecretId=name)["ARN"])
+
+
 def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
@@ -467,12 +533,14 @@ def provision(
     parameters: Mapping[str, str] | None = None,
     dynamodb: Any = None,
     sqs: Any = None,
+    secretsmanager: Any = None,
 ) -> Provisioned:
-    """Create (or reuse) every table and queue of ``template``, named ``f"{prefix}-{LogicalId}"``.
+    """Create (or reuse) every table and queue of ``template``, named ``f"{prefix}-{LogicalId}"``, and its
+    secrets (under their template ``Name``).
 
     Without explicit clients, boto3 clients are made for ``AWS_REGION``/``AWS_DEFAULT_REGION`` (default
     us-east-1) and must point at a local endpoint through ``AWS_ENDPOINT_URL``: this never provisions a
-    real AWS account.
+    real AWS account. A secrets client not given is made in the DynamoDB client's region.
     """
     sam = template if isinstance(template, SamTemplate) else SamTemplate.from_file(template)
     if dynamodb is None or sqs is None:
@@ -497,6 +565,16 @@ def provision(
         attributes = _queue_attributes(props, result.queue_arns.get(dlq_id) if dlq_id else None)
         url, arn = _create_queue(sqs, name, attributes)
         result.queues[queue_id], result.queue_arns[queue_id], result.queue_names[queue_id] = url, arn, name
+
+    secret_resources = sam.of_type(SECRET)
+    if secret_resources and secretsmanager is None:
+        secretsmanager = boto3.client("secretsmanager", region_name=result.region)
+    for secret_id, resource in secret_resources.items():
+        props = resource.get("Properties") or {}
+        where = f"{secret_id}.Properties"
+        name = result.resolve(props["Name"], f"{where}.Name") if "Name" in props else f"{prefix}-{secret_id}"
+        result.secret_arns[secret_id] = _create_secret(secretsmanager, name, props, where)
+        result.secrets[secret_id] = name
     return result
 
 

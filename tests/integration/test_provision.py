@@ -58,22 +58,23 @@ def test_tables_match_the_template(endpoint: str) -> None:
     assert ttl["AttributeName"] == "expiration"
 
 
-def test_events_queue_redrives_to_its_dlq(endpoint: str) -> None:
+@pytest.mark.parametrize(("queue_id", "dlq_id"), [("EventsQueue", "EventsDLQ"), ("OutboundQueue", "OutboundDLQ")])
+def test_queue_redrives_to_its_dlq(endpoint: str, queue_id: str, dlq_id: str) -> None:
     result = provision(prefix="t2")
     sqs = boto3.client("sqs")
 
-    assert set(result.queues) == {"EventsQueue", "EventsDLQ"}
-    attrs = sqs.get_queue_attributes(QueueUrl=result.queues["EventsQueue"], AttributeNames=["All"])["Attributes"]
+    assert set(result.queues) == {"EventsQueue", "EventsDLQ", "OutboundQueue", "OutboundDLQ"}
+    attrs = sqs.get_queue_attributes(QueueUrl=result.queues[queue_id], AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attrs["RedrivePolicy"])
-    assert redrive["deadLetterTargetArn"] == result.queue_arns["EventsDLQ"]
+    assert redrive["deadLetterTargetArn"] == result.queue_arns[dlq_id]
     assert int(redrive["maxReceiveCount"]) == 5
-    assert int(attrs["VisibilityTimeout"]) == _template_props("EventsQueue")["VisibilityTimeout"]
-    dlq = sqs.get_queue_attributes(QueueUrl=result.queues["EventsDLQ"], AttributeNames=["All"])["Attributes"]
+    assert int(attrs["VisibilityTimeout"]) == _template_props(queue_id)["VisibilityTimeout"]
+    dlq = sqs.get_queue_attributes(QueueUrl=result.queues[dlq_id], AttributeNames=["All"])["Attributes"]
     assert int(dlq["MessageRetentionPeriod"]) == 14 * 24 * 3600
-    assert result.queue_arns["EventsDLQ"].endswith(":t2-EventsDLQ")
+    assert result.queue_arns[dlq_id].endswith(f":t2-{dlq_id}")
 
-    settings = result.queue_settings("EventsQueue")
-    assert (settings.dead_letter_queue_id, settings.max_receive_count) == ("EventsDLQ", 5)
+    settings = result.queue_settings(queue_id)
+    assert (settings.dead_letter_queue_id, settings.max_receive_count) == (dlq_id, 5)
     assert settings.visibility_timeout_s == int(attrs["VisibilityTimeout"])
 
 
@@ -108,7 +109,7 @@ def test_provisioning_twice_reuses_everything(endpoint: str) -> None:
     assert (second.tables, second.queues, second.queue_arns) == (first.tables, first.queues, first.queue_arns)
     names = boto3.client("dynamodb").list_tables()["TableNames"]
     assert sorted(n for n in names if n.startswith("t4-")) == ["t4-IdempotencyTable", "t4-StateTable"]
-    assert len(sqs.list_queues(QueueNamePrefix="t4-")["QueueUrls"]) == 2
+    assert len(sqs.list_queues(QueueNamePrefix="t4-")["QueueUrls"]) == len(first.queues) == 4
     item = boto3.client("dynamodb").get_item(TableName="t4-StateTable", Key={"pk": {"S": "APP#1"}, "sk": {"S": "APP"}})
     assert "Item" in item
     attrs = sqs.get_queue_attributes(QueueUrl=second.queues["EventsQueue"], AttributeNames=["All"])["Attributes"]
@@ -135,6 +136,42 @@ def test_webhook_environment_resolves_to_the_local_resources(endpoint: str) -> N
 def test_parameter_overrides_reach_the_environment(endpoint: str) -> None:
     env = provision(prefix="t6", parameters={"LogLevel": "DEBUG"}).function_environment("WebhookFunction")
     assert env["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
+
+
+def test_generated_secret_follows_the_template(endpoint: str) -> None:
+    result = provision(prefix="t7", parameters={"AttributionSecretName": "t7/attribution-key"})
+    spec = _template_props("AttributionSecret")["GenerateSecretString"]
+    client = boto3.client("secretsmanager")
+
+    assert result.secrets == {"AttributionSecret": "t7/attribution-key"}
+    value = client.get_secret_value(SecretId="t7/attribution-key")["SecretString"]
+    assert len(value) == spec["PasswordLength"] == 48
+    assert value.isalnum()  # ExcludePunctuation
+    assert result.secret_arns["AttributionSecret"] == client.describe_secret(SecretId="t7/attribution-key")["ARN"]
+    # !Ref of a secret is its ARN, as in CloudFormation; the functions get the name through the parameter.
+    assert result.resolve({"Ref": "AttributionSecret"}) == result.secret_arns["AttributionSecret"]
+    gateway_env = result.function_environment("MessageGatewayFunction")
+    assert gateway_env["ATTRIBUTION_SECRET_NAME"] == "t7/attribution-key"
+
+
+def test_an_existing_secret_keeps_its_value(endpoint: str) -> None:
+    first = provision(prefix="t8", parameters={"AttributionSecretName": "t8/key"})
+    client = boto3.client("secretsmanager")
+    before = client.get_secret_value(SecretId="t8/key")["SecretString"]
+
+    second = provision(prefix="t8", parameters={"AttributionSecretName": "t8/key"})
+
+    assert second.secret_arns == first.secret_arns
+    assert client.get_secret_value(SecretId="t8/key")["SecretString"] == before
+    names = [s["Name"] for s in client.list_secrets()["SecretList"]]
+    assert names.count("t8/key") == 1
+
+
+def test_gateway_url_parameter_reaches_the_message_gateway(endpoint: str) -> None:
+    url = "http://127.0.0.1:1/gateway.do"
+    env = provision(prefix="t9", parameters={"AlipayGatewayUrl": url}).function_environment("MessageGatewayFunction")
+    assert env["ALIPAY_GATEWAY_URL"] == url
+    assert env["OUTBOUND_QUEUE_URL"].endswith("/t9-OutboundQueue")
 
 
 def test_refuses_to_run_without_a_local_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import string
 from pathlib import Path
 
 import pytest
 
-from lifelink_local.provision import Provisioned, SamTemplate, TemplateError
+from lifelink_local.provision import Provisioned, SamTemplate, TemplateError, generate_secret_string
 
 INLINE = """
 Transform: AWS::Serverless-2016-10-31
@@ -150,3 +152,34 @@ def test_sqs_event_on_an_unknown_queue_is_refused(tmp_path: Path) -> None:
     text = INLINE.replace("Queue: !GetAtt JobsDLQ.Arn", "Queue: arn:aws:sqs:us-east-1:1:elsewhere")
     with pytest.raises(TemplateError, match="Sender"):
         SamTemplate.from_string(text, tmp_path).event_source_mappings()
+
+
+@pytest.mark.parametrize(
+    ("spec", "allowed", "length"),
+    [
+        ({"PasswordLength": 48, "ExcludePunctuation": True}, set(string.ascii_letters + string.digits), 48),
+        ({}, set(string.ascii_letters + string.digits + string.punctuation), 32),
+        (
+            {"PasswordLength": 20, "ExcludeUppercase": True, "ExcludeNumbers": True, "ExcludeCharacters": "abc"},
+            set(string.ascii_lowercase + string.punctuation) - set("abc"),
+            20,
+        ),
+    ],
+)
+def test_generated_secret_strings_respect_the_spec(spec: dict, allowed: set[str], length: int) -> None:
+    values = [generate_secret_string(spec) for _ in range(20)]
+    assert all(len(v) == length and set(v) <= allowed for v in values)
+    assert len(set(values)) == len(values)  # random, not a constant
+
+
+def test_generated_secret_with_a_json_template() -> None:
+    spec = {"SecretStringTemplate": '{"user": "app"}', "GenerateStringKey": "password", "PasswordLength": 16}
+    document = json.loads(generate_secret_string(spec))
+    assert document["user"] == "app"
+    assert len(document["password"]) == 16
+
+
+def test_a_spec_that_excludes_everything_is_refused() -> None:
+    spec = {"ExcludeLowercase": True, "ExcludeUppercase": True, "ExcludeNumbers": True, "ExcludePunctuation": True}
+    with pytest.raises(TemplateError):
+        generate_secret_string(spec)
