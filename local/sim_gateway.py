@@ -9,6 +9,10 @@ answer ``error_response``; business errors (``BusinessError`` raised by a method
 method's node. Every answer is signed with the simulator's Alipay private key over the exact node text.
 
 Adding a method is one function: ``register_method("alipay.x.y", fn)`` with ``fn(app_id, biz) -> dict``.
+The outbound methods (messages, coupons, cards) live in ``sim_methods`` (``self.outbound``); fault injection
+(latency, 20000, rate errors, timeouts, fatal errors) in ``sim_faults`` (``self.faults``): after the checks
+above, a method in the faults' scope gets its ``FaultDecision``. Latency and timeouts are sleeps taken outside
+every lock; state changes happen under one re-entrant lock, held briefly.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +29,7 @@ from urllib.parse import parse_qsl
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lifelink_local import sim_crypto
+from lifelink_local.sim_faults import Fault, FaultDecision, FaultInjector
 
 MethodFn = Callable[[str, dict[str, Any]], dict[str, Any]]
 
@@ -60,6 +64,8 @@ class ApiCall:
     biz: dict[str, Any] | None
     code: str
     sub_code: str | None = None
+    fault: str | None = None  # the injected fault, if any
+    executed: bool | None = None  # with a fault: whether the method still ran (delivered)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,13 +97,18 @@ class OpenApiSimulator:
     def __init__(self, alipay_private_key: rsa.RSAPrivateKey, clock: Callable[[], datetime] | None = None) -> None:
         self.alipay_private_key = alipay_private_key
         self.clock = clock or sim_crypto.beijing_now
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.apps: dict[str, SimApp] = {}
         self.methods: dict[str, MethodFn] = {}
         self.calls: list[ApiCall] = []
         self.followers: dict[str, set[str]] = {}
         self.register_method("alipay.open.public.user.follow.query", self._follow_query)
-        self.register_method("alipay.open.public.message.custom.send", self._custom_send)
+        from lifelink_local.sim_methods import OUTBOUND_METHODS, OutboundMethods  # imports BusinessError from here
+
+        self.outbound = OutboundMethods(self._lock, self.is_follower, self.followers_of)
+        for method, fn in self.outbound.methods().items():
+            self.register_method(method, fn)
+        self.faults = FaultInjector(OUTBOUND_METHODS)
 
     # -- registries -------------------------------------------------------------------------------------
     def register_app(self, app_id: str, app_public_key: str) -> None:
@@ -106,7 +117,8 @@ class OpenApiSimulator:
             self.apps[app_id] = SimApp(app_id, key, app_public_key)
 
     def register_method(self, method: str, fn: MethodFn) -> None:
-        self.methods[method] = fn
+        with self._lock:
+            self.methods[method] = fn
 
     def set_follower(self, app_id: str, user_id: str, following: bool = True) -> None:
         with self._lock:
@@ -120,6 +132,10 @@ class OpenApiSimulator:
         with self._lock:
             return user_id in self.followers.get(app_id, set())
 
+    def followers_of(self, app_id: str) -> set[str]:
+        with self._lock:
+            return set(self.followers.get(app_id, set()))
+
     def call_log(self) -> list[dict[str, Any]]:
         with self._lock:
             return [c.to_dict() for c in self.calls]
@@ -131,15 +147,16 @@ class OpenApiSimulator:
             raise BusinessError("INVALID_PARAMETER", "user_id 和 open_id 不能同时为空")
         return {"is_follow": "T" if self.is_follower(app_id, str(user)) else "F"}
 
-    def _custom_send(self, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:
-        if not (biz.get("to_user_id") or biz.get("open_id") or biz.get("to_open_id")):
-            raise BusinessError("INVALID_PARAMETER", "to_user_id 不能为空")
-        if biz.get("msg_type") not in ("text", "image-text"):
-            raise BusinessError("INVALID_PARAMETER", "msg_type 不合法")
-        return {"msg_id": uuid.uuid4().hex}
-
     # -- request handling -------------------------------------------------------------------------------
-    def _record(self, params: dict[str, str], biz: dict[str, Any] | None, code: str, sub: str | None) -> None:
+    def _record(
+        self,
+        params: dict[str, str],
+        biz: dict[str, Any] | None,
+        code: str,
+        sub: str | None,
+        fault: Fault | None = None,
+        executed: bool | None = None,
+    ) -> None:
         with self._lock:
             self.calls.append(
                 ApiCall(
@@ -150,6 +167,8 @@ class OpenApiSimulator:
                     biz,
                     code,
                     sub,
+                    None if fault is None else fault.value,
+                    executed,
                 )
             )
 
@@ -249,25 +268,52 @@ class OpenApiSimulator:
                 )
             biz = loaded
         node = node_name_for(method)
+        decision = self.faults.decide(params["app_id"], method, params.get("biz_content") or "")
+        if decision.latency_s > 0:
+            time.sleep(decision.latency_s)
+        if decision.fault is None:
+            payload = self._run(fn, params, biz)
+            self._record(params, biz, payload["code"], payload.get("sub_code"))
+            return self._answer(node, payload, charset)
+        return self._faulty(decision, fn, params, biz, node, charset)
+
+    @staticmethod
+    def _run(fn: MethodFn, params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
+        """Run a method: the answer node's payload (10000, 40004 for BusinessError, 20000 if it crashed)."""
         try:
             result = fn(params["app_id"], biz)
         except BusinessError as exc:
-            self._record(params, biz, "40004", exc.sub_code)
-            payload = {
-                "code": "40004",
-                "msg": "Business Failed",
-                "sub_code": exc.sub_code,
-                "sub_msg": exc.sub_msg,
-            }
-            return self._answer(node, payload, charset)
+            return {"code": "40004", "msg": "Business Failed", "sub_code": exc.sub_code, "sub_msg": exc.sub_msg}
         except Exception:
-            self._record(params, biz, "20000", "isp.unknow-error")
-            payload = {
+            return {
                 "code": "20000",
                 "msg": "Service Currently Unavailable",
                 "sub_code": "isp.unknow-error",
                 "sub_msg": "系统繁忙",
             }
+        return {"code": "10000", "msg": "Success", **result}
+
+    def _faulty(
+        self,
+        decision: FaultDecision,
+        fn: MethodFn,
+        params: dict[str, str],
+        biz: dict[str, Any],
+        node: str,
+        charset: str,
+    ) -> GatewayAnswer:
+        injected = {
+            "code": decision.code,
+            "msg": decision.msg,
+            "sub_code": decision.sub_code,
+            "sub_msg": decision.sub_msg,
+        }
+        executed = self._run(fn, params, biz) if decision.execute else None
+        if decision.fault is Fault.TIMEOUT:
+            # the answer to an executed call is the real one, sent after the client has given up
+            payload = executed if executed is not None else injected
+            self._record(params, biz, str(payload["code"]), payload.get("sub_code"), decision.fault, decision.execute)
+            self.faults.sleep(decision.sleep_after_s)
             return self._answer(node, payload, charset)
-        self._record(params, biz, "10000", None)
-        return self._answer(node, {"code": "10000", "msg": "Success", **result}, charset)
+        self._record(params, biz, str(decision.code), decision.sub_code, decision.fault, decision.execute)
+        return self._answer(node, injected, charset)
