@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 AppKind = Literal["life", "mini"]
 DEFAULT_SECRET_PREFIX = "lifelink/apps/"  # noqa: S105 - a name prefix, not a secret
@@ -28,6 +28,15 @@ class AppRecord(BaseModel):
     mode: Literal["key", "cert"] = "key"
     third_party: bool = False  # an app_auth_token acts for the merchant
     created_at: str | None = None
+    # Message policy (lifelink.domain.policy.MessagePolicy as a JSON object; defaults when absent), stored as
+    # JSON text in the item.
+    policy: dict[str, Any] | None = None
+    gateway_url: str | None = None  # per-app override of ALIPAY_GATEWAY_URL (e.g. the sandbox)
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _key(app_id: str) -> dict[str, dict[str, str]]:
@@ -37,7 +46,12 @@ def _key(app_id: str) -> dict[str, dict[str, str]]:
 def _to_item(record: AppRecord) -> dict[str, Any]:
     item: dict[str, Any] = _key(record.app_id)
     for name, value in record.model_dump(exclude_none=True).items():
-        item[name] = {"BOOL": value} if isinstance(value, bool) else {"S": str(value)}
+        if isinstance(value, bool):
+            item[name] = {"BOOL": value}
+        elif isinstance(value, dict):
+            item[name] = {"S": json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)}
+        else:
+            item[name] = {"S": str(value)}
     return item
 
 
