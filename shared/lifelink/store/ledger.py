@@ -267,18 +267,30 @@ class Ledger:
             removes=("sub_code", "retryable"),
         )
 
-    def close(self, job: OutboundJob, status: Status, reason: str, now: datetime) -> LedgerEntry | None:
-        """planned | held | failed(retryable) -> capped or skipped (no Alipay call was made)."""
-        if status not in (Status.capped, Status.skipped):
-            raise ValueError("close() records capped or skipped; use finish() after a send")
+    def close(
+        self, job: OutboundJob, status: Status, reason: str, now: datetime, *, sub_code: str | None = None
+    ) -> LedgerEntry | None:
+        """planned | held | failed(retryable) -> capped, skipped or failed(fatal) without an Alipay call."""
+        if status not in (Status.capped, Status.skipped, Status.failed):
+            raise ValueError("close() records capped, skipped or failed(fatal); use finish() after a send")
+        sets: dict[str, Any] = {"status": status.value, "reason": reason, "updated_at": _iso(now)}
+        removes = ["hold_until"]
+        if status is Status.failed:
+            sets["retryable"] = False
+        else:
+            removes.append("retryable")
+        if sub_code:
+            sets["sub_code"] = sub_code
+        else:
+            removes.append("sub_code")
         return self._update(
             job.ledger_key,
-            {"status": status.value, "reason": reason, "updated_at": _iso(now)},
+            sets,
             _OPEN,
             self._open_values(),
-            {"status": status.value, "at": _iso(now), "reason": reason},
+            {"status": status.value, "at": _iso(now), "reason": reason, "sub_code": sub_code},
             job=job,
-            removes=("sub_code", "retryable", "hold_until"),
+            removes=tuple(removes),
         )
 
     def claim(self, job: OutboundJob, owner: str, now: datetime, *, lease: timedelta, idempotent: bool) -> Claim:
