@@ -206,6 +206,7 @@ class AlipaySimulator(BackgroundServer):
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "alipay-sim"
+            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
             def _send(self, status: int, body: bytes, content_type: str) -> None:
                 self.send_response(status)
