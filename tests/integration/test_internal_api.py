@@ -24,6 +24,7 @@ from lifelink.domain.messages import parse_job
 from lifelink.store import aws as aws_clients
 from lifelink.store.apps import AppRecord, AppRegistry
 from lifelink.store.audience import Audience
+from lifelink.store.ledger import Ledger, Status
 from lifelink_local.front import Front
 from lifelink_local.handlers import load_function, module_name_for
 from lifelink_local.provision import Provisioned, provision
@@ -155,19 +156,14 @@ def test_a_signed_job_is_queued_and_its_ledger_entry_read_back(stack: Stack) -> 
     not_yet = send("GET", f"{stack.url}/messages/{quote(key, safe='')}")
     assert not_yet.status_code == 404
 
-    boto3.client("dynamodb").put_item(
-        TableName=stack.provisioned.tables["StateTable"],
-        Item={
-            "pk": {"S": f"LEDGER#{key}"},
-            "sk": {"S": "LEDGER"},
-            "status": {"S": "sent"},
-            "history": {"L": [{"M": {"status": {"S": "planned"}}}, {"M": {"status": {"S": "sent"}}}]},
-        },
-    )
+    ledger = Ledger(boto3.client("dynamodb"), stack.provisioned.tables["StateTable"])
+    now = datetime.now(UTC)
+    ledger.claim(parse_job(body), "gateway", now, lease=timedelta(seconds=30), idempotent=False)
+    ledger.finish(key, "gateway", Status.sent, now)
     found = send("GET", f"{stack.url}/messages/{quote(key, safe='')}")
     assert found.status_code == 200
     assert found.json()["status"] == "sent"
-    assert [h["status"] for h in found.json()["history"]] == ["planned", "sent"]
+    assert [h["status"] for h in found.json()["history"]] == ["sending", "sent"]
 
 
 def test_invalid_jobs_get_every_error_over_http(stack: Stack) -> None:

@@ -1,19 +1,18 @@
-"""Read one send-ledger entry (state table item ``pk = LEDGER#<ledger_key>``, ``sk = LEDGER``) as plain JSON."""
+"""Read one send-ledger entry through lifelink.store.ledger, as the internal API shows it."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
 from lifelink.api.models import MessageState
+from lifelink.store.ledger import Ledger
 
 MAX_LEDGER_KEY_LENGTH = 512
-_deserializer = TypeDeserializer()
 
 
 def _plain(value: Any) -> Any:
+    """DynamoDB's Decimals and sets as JSON numbers and lists."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
@@ -22,28 +21,12 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, set | frozenset):
         return sorted(_plain(v) for v in value)
-    if isinstance(value, bytes | bytearray):
-        return value.hex()
     return value
 
 
-def _history(raw: Any) -> list[dict[str, Any]]:
-    if isinstance(raw, list):
-        return [h if isinstance(h, dict) else {"value": h} for h in raw]
-    return []
-
-
-def read_entry(dynamodb: Any, table: str, ledger_key: str) -> MessageState | None:
+def read_entry(ledger: Ledger, ledger_key: str) -> MessageState | None:
     """The entry's state and history; None when the ledger has no such key."""
-    got = dynamodb.get_item(
-        TableName=table,
-        Key={"pk": {"S": f"LEDGER#{ledger_key}"}, "sk": {"S": "LEDGER"}},
-        ConsistentRead=True,
-    )
-    item = got.get("Item")
-    if not item:
+    entry = ledger.get(ledger_key)
+    if entry is None:
         return None
-    plain = {k: _plain(_deserializer.deserialize(v)) for k, v in item.items() if k not in ("pk", "sk")}
-    history = _history(plain.pop("history", None))
-    status = plain.pop("status", None) or plain.pop("state", None) or "unknown"
-    return MessageState(ledger_key=ledger_key, status=str(status), history=history, entry=plain)
+    return MessageState.model_validate(_plain(entry.to_public()))

@@ -73,7 +73,7 @@ def register(app: APIGatewayHttpResolver, deps: Callable[[], ApiDeps]) -> None:
         "/messages/<ledger_key>",
         summary="Read a job's send-ledger entry",
         description=(
-            "The entry's status (planned, held, sent, capped, skipped, failed) and history. `ledger_key` is "
+            "The entry's status (planned, held, sending, sent, capped, skipped, failed) and history. `ledger_key` is "
             "the value `POST /messages` answered, percent-encoded in the path (`|` is `%7C`)."
         ),
         responses={
@@ -87,7 +87,7 @@ def register(app: APIGatewayHttpResolver, deps: Callable[[], ApiDeps]) -> None:
         if not key or len(key) > MAX_LEDGER_KEY_LENGTH:
             raise ApiError(404, [field_error(("path", "ledger_key"), "no such ledger entry", "not_found")])
         d = deps()
-        state = read_entry(d.dynamodb, d.state_table, key)
+        state = read_entry(d.ledger, key)
         if state is None:
             raise ApiError(404, [field_error(("path", "ledger_key"), "no such ledger entry", "not_found")])
         return state

@@ -29,10 +29,24 @@ class Queued(BaseModel):
 
 
 class MessageState(BaseModel):
+    """A send-ledger entry (lifelink.store.ledger), without its lease internals."""
+
     ledger_key: str
-    status: str = Field(description="planned, held, sent, capped, skipped or failed.")
-    history: list[dict[str, Any]] = Field(description="The entry's transitions, oldest first.")
-    entry: dict[str, Any] = Field(description="The rest of the ledger entry (reason, sub_code, timestamps…).")
+    status: str = Field(description="planned, held, sending, sent, capped, skipped or failed.")
+    reason: str | None = Field(default=None, description="Why it was held, capped, skipped or failed.")
+    sub_code: str | None = Field(default=None, description="Alipay's sub_code of a failed send.")
+    retryable: bool | None = Field(default=None, description="For failed: whether the job will be tried again.")
+    attempts: int = 0
+    hold_until: str | None = None
+    app_id: str | None = None
+    channel: str | None = None
+    campaign: str | None = None
+    phase: str | None = None
+    rule: str | None = None
+    message_ref: str | None = Field(default=None, description="The message's reference in attribution tokens.")
+    created_at: str | None = None
+    updated_at: str | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list, description="Every transition, oldest first.")
 
 
 class SubscriptionUser(BaseModel):

@@ -19,6 +19,7 @@ from lifelink.api.errors import ApiError, clean_errors, error_event_result, erro
 from lifelink.config import ConfigError
 from lifelink.store.apps import AppRegistry
 from lifelink.store.audience import Audience
+from lifelink.store.ledger import Ledger
 
 MAX_BODY_BYTES = 256 * 1024  # an outbound job is a few KiB; SQS takes at most 256 KiB per message
 API_TITLE = "lifelink internal API"
@@ -27,14 +28,13 @@ API_VERSION = "1"
 
 @dataclass
 class ApiDeps:
-    """What the routes use: the app registry, audience grants, the outbound queue and the ledger's table."""
+    """What the routes use: the app registry, audience grants, the outbound queue and the send ledger."""
 
     registry: AppRegistry
     audience: Audience
     sqs: Any
     outbound_queue_url: str
-    dynamodb: Any
-    state_table: str
+    ledger: Ledger
     logger: Logger
 
     @classmethod
@@ -51,8 +51,7 @@ class ApiDeps:
             audience=Audience(dynamodb, table),
             sqs=aws.client("sqs"),
             outbound_queue_url=os.environ["OUTBOUND_QUEUE_URL"],
-            dynamodb=dynamodb,
-            state_table=table,
+            ledger=Ledger(dynamodb, table),
             logger=logger or Logger(service="internal_api"),
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -11,6 +11,7 @@ import boto3
 
 from lifelink.api import MAX_BODY_BYTES
 from lifelink.domain.messages import parse_job
+from lifelink.store.ledger import Ledger, Status
 from tests.unit.api.conftest import LIFE_APP, MINI_APP, OPEN_ID, Call, outbound_bodies, template_job
 
 
@@ -120,52 +121,63 @@ def test_a_body_over_the_bound_is_a_413(call: Call, stack: Any) -> None:
     assert call("POST", "/messages", padded[:-1]).status == 202
 
 
-def _put_ledger(stack: Any, ledger_key: str, **attributes: Any) -> None:
-    item = {"pk": {"S": f"LEDGER#{ledger_key}"}, "sk": {"S": "LEDGER"}}
-    item.update(attributes)
-    boto3.client("dynamodb").put_item(TableName=stack.tables["StateTable"], Item=item)
+def _ledger(stack: Any) -> Ledger:
+    return Ledger(boto3.client("dynamodb"), stack.tables["StateTable"])
 
 
 def test_the_ledger_entry_of_a_job_is_returned_with_its_history(call: Call, stack: Any) -> None:
     key = call("POST", "/messages", template_job()).body["ledger_key"]
-    sent_at = datetime(2025, 1, 1, 9, 0, tzinfo=UTC).isoformat()
-    _put_ledger(
-        stack,
-        key,
-        status={"S": "sent"},
-        attempts={"N": "2"},
-        history={
-            "L": [
-                {"M": {"status": {"S": "planned"}, "at": {"S": "2025-01-01T08:59:00+00:00"}}},
-                {"M": {"status": {"S": "failed"}, "reason": {"S": "retryable"}, "sub_code": {"S": "20000"}}},
-                {"M": {"status": {"S": "sent"}, "at": {"S": sent_at}}},
-            ]
-        },
-    )
+    job = parse_job(outbound_bodies(stack)[0])
+    ledger, t0 = _ledger(stack), datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
+    # What the gateway does: a send that Alipay answered 20000 (retryable), then a successful one.
+    assert ledger.claim(job, "worker-1", t0, lease=timedelta(seconds=30), idempotent=False).result == "claimed"
+    ledger.finish(key, "worker-1", Status.failed, t0, reason="isp.unknow-error", sub_code="20000", retryable=True)
+    t1 = t0 + timedelta(seconds=10)
+    assert ledger.claim(job, "worker-2", t1, lease=timedelta(seconds=30), idempotent=False).result == "claimed"
+    ledger.finish(key, "worker-2", Status.sent, t1, alipay_ref="msg-123")
 
     answer = call("GET", f"/messages/{quote(key, safe='')}", route="/messages/{ledger_key}")
 
     assert answer.status == 200
     assert answer.body["ledger_key"] == key
     assert answer.body["status"] == "sent"
-    assert [h["status"] for h in answer.body["history"]] == ["planned", "failed", "sent"]
+    assert answer.body["attempts"] == 2
+    assert (answer.body["app_id"], answer.body["channel"], answer.body["campaign"]) == (
+        LIFE_APP,
+        "life_template",
+        "spring",
+    )
+    assert [h["status"] for h in answer.body["history"]] == ["sending", "failed", "sending", "sent"]
     assert answer.body["history"][1]["sub_code"] == "20000"
-    assert answer.body["entry"] == {"attempts": 2}
+    assert "lease_owner" not in answer.body and "lease_until" not in answer.body
 
 
 def test_group_send_keys_with_star_and_colon_are_found(call: Call, stack: Any) -> None:
-    for key in (f"{LIFE_APP}|-|-|*|life_broadcast", f"{LIFE_APP}|news|p1|label:42|life_label"):
-        _put_ledger(stack, key, status={"S": "held"})
+    broadcast = template_job(
+        channel="life_broadcast", recipient={}, content={"msg_type": "text", "text": {"content": "Hi"}}
+    )
+    label = {**broadcast, "channel": "life_label", "recipient": {"label_id": "42"}}
+    for body in (broadcast, label):
+        answer = call("POST", "/messages", body)
+        assert answer.status == 202, answer.body
+        key = answer.body["ledger_key"]
+        assert ("*" in key) if body is broadcast else ("label:42" in key)
+        job = parse_job(json.dumps(body))
+        _ledger(stack).hold(job, datetime.now(UTC) + timedelta(hours=8), "quiet_hours", datetime.now(UTC))
         for path_key in (quote(key, safe=""), key):  # clients may or may not encode | * :
-            answer = call("GET", f"/messages/{path_key}", route="/messages/{ledger_key}")
-            assert (answer.status, answer.body["ledger_key"], answer.body["status"]) == (200, key, "held")
+            got = call("GET", f"/messages/{path_key}", route="/messages/{ledger_key}")
+            assert (got.status, got.body["ledger_key"], got.body["status"]) == (200, key, "held")
+            assert got.body["reason"] == "quiet_hours"
 
 
 def test_an_unknown_ledger_key_is_a_404(call: Call, stack: Any) -> None:
-    _put_ledger(stack, f"{LIFE_APP}|-|-|someone|coupon", status={"S": "sent"})
-    answer = call("GET", f"/messages/{quote(f'{LIFE_APP}|-|-|someone-else|coupon', safe='')}")
+    job = parse_job(json.dumps(template_job()))
+    _ledger(stack).close(job, Status.skipped, "not_following", datetime.now(UTC))
+    other = job.ledger_key.replace(OPEN_ID, "someone-else")
+    answer = call("GET", f"/messages/{quote(other, safe='')}")
     assert answer.status == 404
     assert answer.body["errors"][0]["loc"] == ["path", "ledger_key"]
+    assert call("GET", f"/messages/{quote(job.ledger_key, safe='')}").status == 200
     assert call("GET", "/messages/" + "x" * 2000).status == 404
 
 
