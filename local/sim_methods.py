@@ -100,19 +100,31 @@ def _required(biz: dict[str, Any], key: str) -> str:
 
 
 def _label_id(biz: dict[str, Any]) -> str:
+    """The label of a label.send: ``filter{template, context{x: {column_name: label_id_list, op, values}}}``
+    (Alipay's shape, used by lifelink.domain.channels), ``filter.exprs[].label_id`` or a plain ``label_id``."""
     if isinstance(biz.get("label_id"), str | int) and str(biz["label_id"]):
         return str(biz["label_id"])
     flt = biz.get("filter")
     if isinstance(flt, dict):
+        context = flt.get("context")
+        conditions = list(context.values()) if isinstance(context, dict) else []
+        for cond in conditions:
+            values = cond.get("values") if isinstance(cond, dict) else None
+            if cond.get("column_name") == "label_id_list" and isinstance(values, list) and values and values[0]:
+                return str(values[0])
         for expr in flt.get("exprs") or []:
             if isinstance(expr, dict) and expr.get("label_id"):
                 return str(expr["label_id"])
     raise _invalid("缺少必选参数 label_id")
 
 
-def _check_msg_type(biz: dict[str, Any]) -> None:
-    if biz.get("msg_type") not in ("text", "image-text"):
+def _msg_type(biz: dict[str, Any]) -> str:
+    """``msg_type`` at the top level (custom.send, total.send) or inside ``material`` (label.send)."""
+    material = biz.get("material")
+    msg_type = material.get("msg_type") if isinstance(material, dict) else biz.get("msg_type")
+    if msg_type not in ("text", "image-text"):
         raise _invalid("msg_type 不合法")
+    return str(msg_type)
 
 
 class OutboundMethods:
@@ -277,7 +289,7 @@ class OutboundMethods:
 
     def custom_send(self, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:
         user = _recipient(biz, "to_user_id", "to_open_id", "open_id")
-        _check_msg_type(biz)
+        msg_type = _msg_type(biz)
         with self._lock:
             self._require_follower(app_id, user)
             now = self.now()
@@ -289,11 +301,11 @@ class OutboundMethods:
                 raise BusinessError(SubCode.CUSTOM_DAILY_CAP, "超过每日发送上限,发送消息失败")
             self.custom_counts[day_key] += 1
             msg_id = uuid.uuid4().hex
-            self._deliver(app_id, CUSTOM_SEND, user, msg_id, {"msg_type": biz["msg_type"]})
+            self._deliver(app_id, CUSTOM_SEND, user, msg_id, {"msg_type": msg_type})
         return {"msg_id": msg_id}
 
     def total_send(self, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:
-        _check_msg_type(biz)
+        msg_type = _msg_type(biz)
         with self._lock:
             now = self.now()
             recent = self._recent(self.total_sends.get(app_id, []), now)
@@ -303,12 +315,12 @@ class OutboundMethods:
             msg_id = uuid.uuid4().hex
             for user in self._batch_recipients(app_id, set(self._followers_of(app_id)), now):
                 self.batch_received[(app_id, user)] = now
-                self._deliver(app_id, TOTAL_SEND, user, msg_id, {"msg_type": biz["msg_type"]})
+                self._deliver(app_id, TOTAL_SEND, user, msg_id, {"msg_type": msg_type})
         return {"msg_id": msg_id}
 
     def label_send(self, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:
         label = _label_id(biz)
-        _check_msg_type(biz)
+        msg_type = _msg_type(biz)
         with self._lock:
             now = self.now()
             recent = self._recent(self.label_calls.get(app_id, []), now)
@@ -319,7 +331,7 @@ class OutboundMethods:
             msg_id = uuid.uuid4().hex
             for user in self._batch_recipients(app_id, members, now):
                 self.batch_received[(app_id, user)] = now
-                self._deliver(app_id, LABEL_SEND, user, msg_id, {"label_id": label, "msg_type": biz["msg_type"]})
+                self._deliver(app_id, LABEL_SEND, user, msg_id, {"label_id": label, "msg_type": msg_type})
         return {"msg_id": msg_id}
 
     def mini_template_send(self, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:

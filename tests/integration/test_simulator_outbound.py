@@ -313,3 +313,61 @@ def test_fault_settings_are_validated_over_http(sim: AlipaySimulator) -> None:
     r = httpx.post(f"{sim.url}/sim/faults", json={"latency_ms": 20, "methods": [sm.SINGLE_SEND]})
     assert r.json()["latency_ms"] == 20 and r.json()["methods"] == [sm.SINGLE_SEND]
     assert httpx.get(f"{sim.url}/sim/faults").json()["config"]["latency_ms"] == 20
+
+
+def test_every_channel_built_by_the_gateway_is_accepted(sim: AlipaySimulator, client: AlipayClient) -> None:
+    """The biz_content lifelink.domain.channels builds for each channel is what the simulator understands."""
+    from datetime import UTC, datetime
+
+    from lifelink.domain.channels import build_call
+    from lifelink.domain.messages import OutboundJob
+
+    sim.set_follower(APP, U1)
+    sim.set_follower(APP, U2)
+    sim.record_interaction(APP, U1)
+    sim.register_template(APP, "T1")
+    sim.register_template(APP, "MT")
+    sim.grant(APP, U1, "MT")
+    sim.register_activity(APP, "A1", 5)
+    sim.set_label(APP, "L1", [U2])
+    link = "https://m.example.com/p?x=1"
+    text = {"msg_type": "text", "text": {"content": "hello"}}
+    jobs = [
+        (
+            "life_template",
+            {"user_id": U1},
+            {"type": "life_template", "template_id": "T1", "keywords": [{"value": "a"}]},
+        ),
+        ("life_custom", {"user_id": U1}, {"type": "life_custom", **text}),
+        ("life_label", {"label_id": "L1"}, {"type": "life_label", **text}),
+        ("life_broadcast", {}, {"type": "life_broadcast", **text}),
+        (
+            "mini_subscription",
+            {"user_id": U1},
+            {"type": "mini_subscription", "user_template_id": "MT", "page": link, "data": {"k": "v"}},
+        ),
+        ("coupon", {"user_id": U1}, {"type": "coupon", "activity_id": "A1"}),
+        ("member_card", {"user_id": U1}, {"type": "member_card", "target_card_no": "C1", "level": "SILVER"}),
+    ]
+    for channel, recipient, content in jobs:
+        job = OutboundJob.model_validate(
+            {
+                "app_id": APP,
+                "channel": channel,
+                "recipient": recipient,
+                "content": content,
+                "not_after": datetime.now(UTC) + timedelta(hours=1),
+            }
+        )
+        call = build_call(job, lambda url: url)
+        assert client.execute(call.method, call.biz_content)["code"] == "10000", channel
+    assert {(d["method"], d["recipient"]) for d in sim.delivered()} == {
+        (sm.SINGLE_SEND, U1),
+        (sm.CUSTOM_SEND, U1),
+        (sm.LABEL_SEND, U2),
+        (sm.TOTAL_SEND, U1),  # U2 already had the label message this week
+        (sm.MINI_TEMPLATE_SEND, U1),
+        (sm.VOUCHER_SEND, U1),
+        (sm.CARD_UPDATE, "C1"),
+    }
+    assert sim.card(APP, "C1")["level"] == "SILVER"
