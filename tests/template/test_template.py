@@ -555,3 +555,20 @@ def test_layer_ships_unchecked_hash_pyc_for_every_module(built: Path) -> None:
             assert data[8:16] == importlib.util.source_hash(source.read_bytes())
     assert not missing, f"{len(missing)} modules without .pyc, e.g. {missing[:5]}"
     assert not wrong, f"{len(wrong)} .pyc not unchecked-hash, e.g. {wrong[:5]}"
+
+
+def test_samconfig_overrides_name_template_parameters_with_allowed_values() -> None:
+    import re
+    import tomllib
+
+    config = tomllib.loads((REPO / "samconfig.toml").read_text(encoding="utf-8"))
+    overrides = dict(re.findall(r'(\w+)="([^"]*)"', config["default"]["deploy"]["parameters"]["parameter_overrides"]))
+    parameters = _sam_template()["Parameters"]
+    assert set(overrides) == set(parameters)
+    for name, value in overrides.items():
+        spec = parameters[name]
+        assert value == spec["Default"], name
+        if "AllowedValues" in spec:
+            assert value in spec["AllowedValues"], name
+        if "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"], value), name
