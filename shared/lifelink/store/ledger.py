@@ -141,8 +141,8 @@ class LedgerEntry:
             return datetime.fromtimestamp(int(v[name]) / 1000, UTC) if v.get(name) is not None else None
 
         return cls(
-            ledger_key=str(v["ledger_key"]),
-            status=Status(v["status"]),
+            ledger_key=str(v.get("ledger_key") or str(v["pk"]).removeprefix("LEDGER#")),
+            status=Status(v.get("status", "planned")),
             reason=v.get("reason"),
             sub_code=v.get("sub_code"),
             retryable=v.get("retryable"),
