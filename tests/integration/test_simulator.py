@@ -114,6 +114,8 @@ def test_signed_request_gets_a_verifiable_10000_answer(
 
 def test_gbk_request_with_chinese_content_and_custom_send(sim: AlipaySimulator, app_key, alipay_key) -> None:
     biz = {"to_user_id": "2088000000000001", "msg_type": "text", "text": {"title": "标题", "content": "你好 & 再见+"}}
+    sim.set_follower(APP_ID, "2088000000000001")
+    sim.record_interaction(APP_ID, "2088000000000001")  # custom sends only within 48 h of an interaction
     params, charset = signed_request(app_key, "alipay.open.public.message.custom.send", biz, charset="GBK")
     raw = call(sim, params, charset)
     text, signature = node_and_sign(raw, "alipay_open_public_message_custom_send_response")

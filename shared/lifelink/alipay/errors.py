@@ -7,7 +7,9 @@ SUCCESS_CODE = "10000"
 # Sub-code fragments that mean "too often / too busy right now": retrying later can succeed.
 _RETRYABLE_SUB_CODE_MARKERS: tuple[str, ...] = ("FREQUENCY", "LIMIT", "OVER", "BUSY", "SYSTEM_ERROR")
 # Sub-codes that contain a marker above but describe a permanent condition.
-_FATAL_SUB_CODES: frozenset[str] = frozenset({"FORM_ID_OVER_TIME"})
+# PUB.MSG_SD_OVER_TIME: outside the 48 h custom-send window (only a new interaction reopens it);
+# PUB.MSG_SD_OVER_LIMIT: the user's 100 custom messages of the day are used up.
+_FATAL_SUB_CODES: frozenset[str] = frozenset({"FORM_ID_OVER_TIME", "MSG_SD_OVER_TIME", "MSG_SD_OVER_LIMIT"})
 
 
 class AlipayError(Exception):
@@ -53,12 +55,13 @@ def classify(code: str | None, sub_code: str | None = None) -> bool:
     """Return True when retrying the same call later can help (the single source of this rule).
 
     10000 success (not an error); 20000 service unavailable, outcome unknown: retryable (retry or query);
+    40005 call limited: retryable later;
     20001 token problems, 40001 missing argument, 40002 invalid argument, 40006 missing permission: fatal;
     40004 business failure: fatal, except rate/frequency/busy sub-codes (e.g. PUB.MSG_BATCH_SD_OVER):
     retryable later. Unknown codes: fatal.
     """
     code = (code or "").strip()
-    if code == "20000":
+    if code in ("20000", "40005"):  # service unavailable; call limit reached (isv.app-call-limited)
         return True
     if code == "40004":
         sub = (sub_code or "").upper()
