@@ -12,10 +12,12 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -558,9 +560,6 @@ def test_layer_ships_unchecked_hash_pyc_for_every_module(built: Path) -> None:
 
 
 def test_samconfig_overrides_name_template_parameters_with_allowed_values() -> None:
-    import re
-    import tomllib
-
     config = tomllib.loads((REPO / "samconfig.toml").read_text(encoding="utf-8"))
     overrides = dict(re.findall(r'(\w+)="([^"]*)"', config["default"]["deploy"]["parameters"]["parameter_overrides"]))
     parameters = _sam_template()["Parameters"]
