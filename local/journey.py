@@ -4,7 +4,9 @@ real HTTP, then a look at what landed on the `events` queue."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,8 @@ class Step:
 class JourneyResult:
     steps: list[Step] = field(default_factory=list)
     events: list[Any] = field(default_factory=list)
+    outcomes: list[Any] = field(default_factory=list)  # message_outcome events from the gateway
+    welcomes: list[dict[str, Any]] = field(default_factory=list)  # what the simulator received
 
     @property
     def counts(self) -> Counter[str]:
@@ -57,6 +61,16 @@ def _answer(response: Any) -> tuple[int | None, str]:
             return response.status_code, "signed reply: VERIFY_FAILED"
         return response.status_code, "signed ack"
     return response.status_code, text[:60]
+
+
+def consumed_events(stack: LocalStack, until: Callable[[list[Any]], bool], timeout_s: float = 20) -> list[Any]:
+    """Events the consumer of the events queue has been handed (the stack's tap), once ``until`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        events = [parse_event(b) for b in stack.tap.bodies("EventsQueue")]
+        if until(events) or time.monotonic() > deadline:
+            return sorted(events, key=lambda e: e.received_at)
+        time.sleep(0.1)
 
 
 def peek_events(queue_url: str) -> list[Any]:
@@ -117,7 +131,19 @@ def run_journey(stack: LocalStack) -> JourneyResult:
     result.steps.append(Step("paid trade notification, ¥88.80 by user 1", *_answer(delivery.last_response)))
     retry = sim.redeliver(delivery.delivery_id)
     result.steps.append(Step("the same notification again (Alipay's retry, same notify_id)", *_answer(retry)))
-    result.events = peek_events(conf["events_queue_url"])
+    if not any(m.queue_id == "EventsQueue" for m in stack.provisioned.event_source_mappings()):  # type: ignore[union-attr]
+        result.events = peek_events(conf["events_queue_url"])
+        return result
+
+    def journey_done(events: list[Any]) -> bool:
+        inbound = Counter(e.type for e in events if e.type != "message_outcome")
+        welcomed = [e for e in events if e.type == "message_outcome" and e.campaign == "welcome"]
+        return inbound == EXPECTED and len(welcomed) >= sum(inbound[k] for k in ("follow",))
+
+    everything = consumed_events(stack, journey_done)
+    result.events = [e for e in everything if e.type != "message_outcome"]
+    result.outcomes = [e for e in everything if e.type == "message_outcome"]
+    result.welcomes = sim.outbound("alipay.open.public.message.single.send", life)
     return result
 
 
@@ -126,11 +152,19 @@ def print_journey(result: JourneyResult) -> None:
     for step in result.steps:
         print(step.line)
     counts = result.counts
-    print(f"\nOn the events queue: {len(result.events)} events")
+    print(f"\nOn the events queue: {len(result.events)} events from Alipay's callbacks")
     for kind, n in sorted(counts.items()):
         print(f"  {kind:<14} {n}")
     paid = counts.get("order_paid", 0)
     print(f"The notification arrived twice and was queued {paid} time(s): the duplicate was "
           f"{'dropped' if paid == 1 else 'NOT dropped'}.")
-    print("Journey " + ("complete: every expected event is on the queue." if result.ok
+    if result.outcomes or result.welcomes:
+        print("\nWelcome messages (the events consumer queues one per new follower; the gateway decides):")
+        for outcome in sorted(result.outcomes, key=lambda o: o.ledger_key):
+            user = outcome.ledger_key.split("|")[3]
+            why = f" ({outcome.reason})" if outcome.reason else ""
+            print(f"  user …{user[-4:]}: {outcome.status}{why}")
+        print(f"The simulator received {len(result.welcomes)} template message(s) "
+              f"(alipay.open.public.message.single.send), each with a tracked link.")
+    print("Journey " + ("complete: every expected event reached the events consumer." if result.ok
                         else f"INCOMPLETE: expected {dict(EXPECTED)}"))

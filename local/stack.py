@@ -46,13 +46,48 @@ class DemoApp:
     name: str
     life_account: str | None = None
     seller_id: str | None = None
+    welcome: dict[str, Any] | None = None
 
+
+WELCOME_TEMPLATE = "TM_WELCOME_SILVER"
+DEMO_WELCOME = {
+    "template_id": WELCOME_TEMPLATE,
+    "head_color": "#1677ff",
+    "url": "alipays://platformapi/startapp?appId=2021004100000002&page=pages%2Fmember%2Findex",
+    "action_name": "领取银卡会员",
+    "first": {"value": "欢迎关注！"},
+    "keywords": [{"value": "银卡会员"}, {"value": "关注即送"}],
+    "remark": {"value": "点击进入小程序领取"},
+}
 
 DEMO_APPS = (
-    DemoApp("2021004100000001", "life", "demo life account", seller_id="2088000000000001"),
+    DemoApp("2021004100000001", "life", "demo life account", seller_id="2088000000000001", welcome=DEMO_WELCOME),
     DemoApp("2021004100000002", "mini", "demo mini program", life_account="2021004100000001",
             seller_id="2088000000000001"),
 )
+
+
+class EventTap:
+    """Local-only wiretap: every SQS message a consumer is handed, by queue, so the demo can show what flowed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, dict[str, str]] = {}
+
+    def wrap(self, queue_id: str, fn: Any) -> Any:
+        def tapped(event: dict[str, Any]) -> Any:
+            with self._lock:
+                box = self._seen.setdefault(queue_id, {})
+                for record in event.get("Records", []):
+                    box.setdefault(record["messageId"], record["body"])
+            return fn(event)
+
+        return tapped
+
+    def bodies(self, queue_id: str) -> list[str]:
+        """Distinct messages (by SQS message id) handed to the consumer of ``queue_id``."""
+        with self._lock:
+            return list(self._seen.get(queue_id, {}).values())
 
 
 @dataclass
@@ -67,6 +102,7 @@ class LocalStack:
     sim: AlipaySimulator | None = None
     front: Front | None = None
     pollers: PollerGroup = field(default_factory=PollerGroup)
+    tap: EventTap = field(default_factory=lambda: EventTap())
     provisioned: Provisioned | None = None
     conf: dict[str, Any] = field(default_factory=dict)
 
@@ -82,10 +118,12 @@ class LocalStack:
             AWS_REGION=REGION,
         )
         os.environ.pop("AWS_PROFILE", None)
-        self.provisioned = provision(TEMPLATE, parameters={"LogLevel": self.log_level})
         alipay = ensure_pair(self.state_dir, "alipay")
         self.sim = AlipaySimulator(alipay.private.read_text(), port=self.alipay_port, time_scale=self.time_scale)
         self.sim.start()
+        self.provisioned = provision(
+            TEMPLATE, parameters={"LogLevel": self.log_level, "AlipayGatewayUrl": self.sim.gateway_url}
+        )
         self.front = Front(self._routes(), self.api_port)
         self.front.start()
         self._start_pollers()
@@ -148,7 +186,7 @@ class LocalStack:
                 SqsPoller(
                     sqs,
                     self.provisioned.queues[mapping.queue_id],
-                    fn,
+                    self.tap.wrap(mapping.queue_id, fn),
                     batch_size=mapping.batch_size,
                     max_batching_window_s=mapping.maximum_batching_window_s,
                     report_batch_item_failures=mapping.report_batch_item_failures,
@@ -183,10 +221,13 @@ class LocalStack:
                     secret_name=f"{DEFAULT_SECRET_PREFIX}{app.app_id}",
                     life_account=app.life_account,
                     seller_id=app.seller_id,
+                    welcome=app.welcome,
                 ),
                 {"app_private_key": pair.private.read_text(), "alipay_public_key": alipay_public_pem},
             )
             self.sim.register_app(app.app_id, pair.public.read_text())
+            if app.welcome:
+                self.sim.register_template(app.app_id, app.welcome["template_id"])
             out.append(
                 {
                     "app_id": app.app_id,

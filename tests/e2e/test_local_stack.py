@@ -60,12 +60,26 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
 def test_journey_ends_with_the_expected_events_and_the_duplicate_dropped(running):
     out = running["output"]
-    assert "On the events queue: 8 events" in out
+    assert "On the events queue: 8 events from Alipay's callbacks" in out
     for kind, n in [("follow", 3), ("gateway_check", 1), ("menu_click", 1), ("order_paid", 1), ("unfollow", 1),
                     ("user_message", 1)]:
         assert f"  {kind:<14} {n}\n" in out
     assert "the duplicate was dropped" in out
     assert "Journey complete" in out
+
+
+def test_new_followers_get_a_welcome_message_at_the_simulator(running):
+    out = running["output"]
+    assert "user …0001: sent" in out and "user …0002: sent" in out
+    conf = running["conf"]
+    life = next(a for a in conf["apps"] if a["kind"] == "life")
+    sim = conf["alipay_gateway_url"].removesuffix("/gateway.do")
+    got = httpx.get(f"{sim}/sim/outbound", params={"method": "alipay.open.public.message.single.send",
+                                                   "app_id": life["app_id"]}, trust_env=False).json()
+    records = got if isinstance(got, list) else got.get("outbound", got)
+    users = {r["recipient"] for r in records}
+    assert {"2088102100000001", "2088102100000002"} <= users
+    assert len(records) == len(users)  # nobody was welcomed twice
 
 
 def test_local_json_is_the_documented_contract(running):
@@ -148,23 +162,34 @@ def test_cli_names_the_mistake_when_the_app_public_key_is_given_as_alipays(runni
     assert "2021004100000098" not in listed.stdout
 
 
-def test_dlq_show_and_redrive_move_a_dead_letter_back_to_its_queue(running):
+def test_dlq_show_and_redrive_move_a_dead_letter_back_to_its_consumer(running):
+    """A follow event parked on the events DLQ is shown, redriven, and then handled by the consumer."""
+    from datetime import UTC, datetime
+
     import boto3
+
+    from lifelink.domain.events import FollowEvent, UserRef
 
     conf = running["conf"]
     pair = conf["queues"]["events"]
-    sqs = boto3.client("sqs", endpoint_url=conf["aws_endpoint_url"], region_name=conf["region"],
-                       aws_access_key_id="local", aws_secret_access_key="local")
-    body = json.dumps({"type": "follow", "event_id": "dead-1", "app_id": "2021004100000001"})
-    sqs.send_message(QueueUrl=pair["dlq_url"], MessageBody=body)
+    aws = {"endpoint_url": conf["aws_endpoint_url"], "region_name": conf["region"],
+           "aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    now = datetime.now(UTC)
+    life = next(a for a in conf["apps"] if a["kind"] == "life")["app_id"]
+    event = FollowEvent(event_id="dead-1", app_id=life, source="life_gateway", occurred_at=now, received_at=now,
+                        user=UserRef(user_id="2088102100009999"))
+    boto3.client("sqs", **aws).send_message(QueueUrl=pair["dlq_url"], MessageBody=event.model_dump_json())
     shown = json.loads(_cli(running, "--json", "dlq", "show", "events").stdout)
     assert shown["depth"] == 1 and shown["samples"][0]["event_id"] == "dead-1"
     moved = _cli(running, "--json", "dlq", "redrive", "events")
     assert moved.returncode == 0, moved.stderr
     assert json.loads(moved.stdout)["moved"] == 1
     assert json.loads(_cli(running, "--json", "dlq", "show", "events").stdout)["depth"] == 0
-    bodies = []
-    while got := sqs.receive_message(QueueUrl=pair["url"], MaxNumberOfMessages=10).get("Messages", []):
-        bodies += [m["Body"] for m in got]
-    assert body in bodies
+    ddb = boto3.client("dynamodb", **aws)
+    key = {"pk": {"S": f"USER#{life}#2088102100009999"}, "sk": {"S": "FACTS"}}
+    deadline = time.monotonic() + 20
+    while not (item := ddb.get_item(TableName=conf["state_table"], Key=key).get("Item")):
+        assert time.monotonic() < deadline, "the redriven event never reached the consumer"
+        time.sleep(0.2)
+    assert item["following"]["BOOL"] is True
     assert _cli(running, "dlq", "show", "nosuch").returncode == 2

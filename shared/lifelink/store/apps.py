@@ -32,8 +32,10 @@ class AppRecord(BaseModel):
     # JSON text in the item.
     policy: dict[str, Any] | None = None
     gateway_url: str | None = None  # per-app override of ALIPAY_GATEWAY_URL (e.g. the sandbox)
+    # Life accounts: the template message each new follower gets (LifeTemplateContent fields), or none.
+    welcome: dict[str, Any] | None = None
 
-    @field_validator("policy", mode="before")
+    @field_validator("policy", "welcome", mode="before")
     @classmethod
     def _policy_json(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str | bytes) else value
