@@ -81,9 +81,14 @@ class Stack:
         self.results: list[dict[str, Any]] = []
 
     def close(self) -> None:
+        from aws_lambda_powertools.utilities.parameters import base
+
         self.sim.stop()
         self.moto.stop()
         aws_clients.client.cache_clear()
+        # Powertools keeps its secrets provider (a boto3 client on this moto endpoint) and values process-wide.
+        base.DEFAULT_PROVIDERS.clear()
+        base.clear_caches()
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def follower(self) -> str:
