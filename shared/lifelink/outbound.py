@@ -419,8 +419,7 @@ class OutboundGateway:
             answer = await client.execute(call.method, call.biz_content)
             ref = _alipay_ref(answer)
         except AlipayApiError as exc:
-            retry = exc.retryable or _rate_limited(exc)
-            status, reason, sub_code, retryable = Status.failed, exc.code or "unknown_code", exc.sub_code, retry
+            status, reason, sub_code, retryable = Status.failed, exc.code or "unknown_code", exc.sub_code, exc.retryable
         except AlipayTransportError as exc:
             timed_out = isinstance(exc.__cause__, httpx.TimeoutException)
             status, retryable = Status.failed, exc.retryable
@@ -588,11 +587,6 @@ class OutboundGateway:
         """A finished entry whose outcome event may never have gone out (a crash after the ledger write)."""
         if entry.published != entry.marker:
             await self._publish_entry(job, entry)
-
-
-def _rate_limited(exc: AlipayApiError) -> bool:
-    """Alipay's call-limit answer (40005 isv.app-call-limited / isv.method-call-limited): retry later."""
-    return exc.code == "40005" or "call-limited" in (exc.sub_code or "").lower()
 
 
 def _channel_fits(channel: Channel, app: AppRecord) -> bool:

@@ -63,6 +63,8 @@ def classify(code: str | None, sub_code: str | None = None) -> bool:
     code = (code or "").strip()
     if code in ("20000", "40005"):  # service unavailable; call limit reached (isv.app-call-limited)
         return True
+    if "call-limited" in (sub_code or "").lower():  # isv.app-call-limited / isv.method-call-limited, any code
+        return True
     if code == "40004":
         sub = (sub_code or "").upper()
         if not sub:

@@ -314,6 +314,7 @@ def test_from_certificates_computes_sns_once(
         ("40004", "PUB.MSG_SD_OVER_TIME", False),
         ("40004", "PUB.MSG_SD_OVER_LIMIT", False),
         ("40005", "isv.app-call-limited", True),
+        ("40004", "isv.method-call-limited", True),
         ("40004", None, False),
         ("40006", "isv.insufficient-isv-permissions", False),
         ("99999", None, False),
