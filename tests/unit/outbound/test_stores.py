@@ -7,7 +7,6 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import pytest
 from outbound_helpers import NOW, job
 
@@ -17,37 +16,6 @@ from lifelink.store.ledger import OUTCOME_UNKNOWN, Ledger, Status
 from lifelink.store.rate_limit import RateLimiter, window_for
 
 LEASE = timedelta(seconds=90)
-
-
-@pytest.fixture
-def table(aws: Any) -> str:
-    return aws.tables["StateTable"]
-
-
-class AtomicRequests:
-    """DynamoDB applies each request (condition check and write) atomically; moto's in-process backend does
-    not lock, so concurrent threads could interleave inside one request. This proxy serialises requests --
-    and only requests: the code under test still interleaves freely between its calls."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr) or name == "exceptions":
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return call
-
-
-@pytest.fixture
-def ddb(aws: Any) -> Any:
-    return AtomicRequests(boto3.client("dynamodb"))
 
 
 # ---- ledger ----------------------------------------------------------------------------------------------
