@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -105,6 +106,14 @@ class SqsJobQueue:
 class Backoff:
     base_s: float = 10.0
     max_s: float = 900.0
+
+    @classmethod
+    def from_env(cls) -> Backoff:
+        """``OUTBOUND_BACKOFF_BASE_S`` / ``OUTBOUND_BACKOFF_MAX_S`` override the defaults (tests, local runs)."""
+        return cls(
+            base_s=float(os.environ.get("OUTBOUND_BACKOFF_BASE_S") or cls.base_s),
+            max_s=float(os.environ.get("OUTBOUND_BACKOFF_MAX_S") or cls.max_s),
+        )
 
     def delay(self, receive_count: int) -> int:
         """Exponential in the receive count, with jitter over the upper half (so retries spread)."""
@@ -209,7 +218,7 @@ class OutboundGateway:
         self._concurrency = max(1, concurrency)
         self._lease = lease
         self._rate_max_wait = rate_max_wait_s
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff.from_env()
         self._clock = clock
         self._log = logger or logging.getLogger("lifelink.outbound")
         self._clients: dict[str, tuple[str, AsyncAlipayClient]] = {}
