@@ -3,6 +3,8 @@
     lifelink [--local] apps add --app-id ID --kind life|mini --alipay-public-key KEY --app-private-key KEY
                                 [--life-account LIFE_APP_ID] [--app-auth-token TOKEN] [--seller-id PID]
     lifelink [--local] apps list
+    lifelink [--local] apps configure --app-id ID [--policy JSON|FILE] [--welcome JSON|FILE|none]
+                                      [--gateway-url URL|none]
     lifelink [--local] dlq show|redrive QUEUE [--max N]       (QUEUE: events)
 
 KEY is a file path or the key text, in any Alipay format (one-line base64 PKCS#8/PKCS#1, or PEM).
@@ -96,6 +98,49 @@ def apps_add(args: argparse.Namespace) -> dict[str, Any]:
     return {**stored.model_dump(exclude_none=True), "app_public_key": keys.app_public_key_one_line}
 
 
+def _json_arg(value: str, what: str) -> dict[str, Any] | None:
+    if value.strip().lower() == "none":
+        return None
+    text = read_key(value)  # a file path or the text itself
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{what} is not JSON (nor a file holding JSON): {exc}") from exc
+    if not isinstance(data, dict):
+        raise CliError(f"{what} must be a JSON object")
+    return data
+
+
+def apps_configure(args: argparse.Namespace) -> dict[str, Any]:
+    from pydantic import ValidationError
+
+    from lifelink.domain.messages import LifeTemplateContent
+    from lifelink.domain.policy import MessagePolicy
+
+    changes: dict[str, Any] = {}
+    try:
+        if args.policy is not None:
+            policy = _json_arg(args.policy, "--policy")
+            changes["policy"] = MessagePolicy.parse(policy).model_dump(mode="json") if policy else None
+        if args.welcome is not None:
+            welcome = _json_arg(args.welcome, "--welcome")
+            if welcome is not None:
+                LifeTemplateContent.model_validate({**welcome, "type": "life_template"})
+            changes["welcome"] = welcome
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise CliError(f"invalid settings: {problems}") from exc
+    if args.gateway_url is not None:
+        changes["gateway_url"] = None if args.gateway_url.lower() == "none" else args.gateway_url
+    if not changes:
+        raise CliError("nothing to configure: give --policy, --welcome or --gateway-url")
+    reg, _ = registry(args)
+    try:
+        return reg.configure(args.app_id, **changes).model_dump(exclude_none=True)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def apps_list(args: argparse.Namespace) -> list[dict[str, Any]]:
     reg, _ = registry(args)
     return [r.model_dump(exclude_none=True) for r in reg.list()]
@@ -160,6 +205,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--app-auth-token", help="third-party mode: the merchant's app_auth_token")
     add.add_argument("--seller-id", help="trade notifications must name this seller (2088… PID)")
     add.set_defaults(run=apps_add)
+    conf = apps.add_parser("configure", help="message policy, welcome message, gateway URL of an app")
+    conf.add_argument("--app-id", required=True)
+    conf.add_argument("--policy", help="MessagePolicy as JSON or a JSON file (caps, quiet hours, rate); none resets")
+    conf.add_argument("--welcome", help="the template message new followers get, as JSON or a file; none removes")
+    conf.add_argument("--gateway-url", help="per-app Alipay gateway (e.g. the sandbox); none removes")
+    conf.set_defaults(run=apps_configure)
     ls = apps.add_parser("list", help="list registered apps and bindings")
     ls.set_defaults(run=apps_list)
     dlq = sub.add_parser("dlq", help="dead-letter queues").add_subparsers(dest="command", required=True)

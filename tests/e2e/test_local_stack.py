@@ -193,3 +193,20 @@ def test_dlq_show_and_redrive_move_a_dead_letter_back_to_its_consumer(running):
         time.sleep(0.2)
     assert item["following"]["BOOL"] is True
     assert _cli(running, "dlq", "show", "nosuch").returncode == 2
+
+
+def test_cli_configures_an_apps_message_policy_and_refuses_a_bad_one(running):
+    life = next(a for a in running["conf"]["apps"] if a["kind"] == "life")["app_id"]
+    negative = '{"caps": {"life_template": {"per_day": -1}}}'
+    bad = _cli(running, "apps", "configure", "--app-id", life, "--policy", negative)
+    assert bad.returncode == 2 and "per_day" in bad.stderr
+    policy = '{"caps": {"life_template": {"per_day": 1, "on_exceed": "defer"}}, "rate_per_second": 5}'
+    ok = _cli(running, "--json", "apps", "configure", "--app-id", life, "--policy", policy)
+    assert ok.returncode == 0, ok.stderr
+    stored = json.loads(ok.stdout)["policy"]
+    assert stored["caps"]["life_template"] == {"per_day": 1, "on_exceed": "defer"}
+    assert stored["rate_per_second"] == 5
+    assert stored["quiet_hours"]["start"] == "22:00:00"  # defaults filled in and stored explicitly
+    listed = {a["app_id"]: a for a in json.loads(_cli(running, "--json", "apps", "list").stdout)}
+    assert listed[life]["policy"]["rate_per_second"] == 5
+    assert listed[life]["welcome"]["template_id"]  # the demo's welcome message is untouched

@@ -229,7 +229,7 @@ def test_seeded_faults_over_http_reconcile_with_deliveries(sim: AlipaySimulator,
             outcomes[str(exc.code), exc.sub_code, exc.retryable] += 1
     for (code, sub_code, retryable), rate in (
         (("20000", "isp.unknow-error", True), 0.2),
-        (("40005", "isv.app-call-limited", False), 0.1),  # lifelink's classify() does not know 40005 yet
+        (("40005", "isv.app-call-limited", True), 0.1),  # call limits: retry later
         (("40006", "isv.insufficient-isv-permissions", False), 0.05),
     ):
         got = outcomes[code, sub_code, retryable]

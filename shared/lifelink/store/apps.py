@@ -116,6 +116,22 @@ class AppRegistry:
         self._ddb.put_item(TableName=self._table, Item=_to_item(stamped))
         return stamped
 
+    def configure(self, app_id: str, **changes: Any) -> AppRecord:
+        """Change settings of a registered app (policy, welcome, gateway_url, seller_id, life_account).
+
+        A value of None removes the setting. Keys and the secret are not touched here.
+        """
+        allowed = {"policy", "welcome", "gateway_url", "seller_id", "life_account"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"cannot configure {', '.join(sorted(unknown))}")
+        record = self.get(app_id)
+        if record is None:
+            raise ValueError(f"app {app_id} is not registered")
+        updated = AppRecord.model_validate({**record.model_dump(), **changes})
+        self._ddb.put_item(TableName=self._table, Item=_to_item(updated))
+        return updated
+
     def bindings(self) -> dict[str, list[str]]:
         """Life account id → the mini programs bound to it."""
         out: dict[str, list[str]] = {}
