@@ -39,3 +39,8 @@ def table(aws: Any) -> str:
 @pytest.fixture
 def ddb(aws: Any) -> Any:
     return AtomicRequests(boto3.client("dynamodb"))
+
+
+@pytest.fixture
+def sqs(aws: Any) -> Any:
+    return AtomicRequests(boto3.client("sqs"))
