@@ -68,6 +68,11 @@ class RateLimiter:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             return max((index + 1) * window - now, 0.001)
+        after = self._clock()
+        if after >= (index + 1) * window:
+            # The write was slow (throttling, retries, a busy thread pool): the window ended meanwhile, and a
+            # send now would count in a window that is over, on top of the next one's limit. The slot is spent.
+            return 0.001
         return 0.0
 
     async def acquire(self, app_id: str, rate_per_second: float, max_wait: float = 20.0) -> bool:
