@@ -1,5 +1,5 @@
-"""`make bench`: every figure of issue 2 §7 in one run, then a summary table. Reports; never fails on a
-missed target (exit 0), only on a broken benchmark."""
+"""`make bench`: every figure of issue 2 §7 and issue 3's message gateway figure in one run, then a summary
+table. Reports; never fails on a missed target (exit 0), only on a broken benchmark."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import time
 
 import import_time
+import outbound_speed
 import rsa_speed
 import webhook_speed
 from common import heading, print_summary
@@ -21,6 +22,7 @@ def main() -> int:
     rows += rsa_speed.run()
     rows += webhook_speed.run()
     rows += import_time.run()
+    rows += outbound_speed.run()
     heading("Summary")
     print_summary(rows)
     print(f"\n(bench took {time.perf_counter() - started:.0f} s)")
