@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create or refresh .bench-venv: the project's runtime dependencies (pip install -e .) plus the official
 # Alipay SDK, which is a benchmark peer only and never goes into .venv or pyproject's dependencies, and moto
-# (in-process DynamoDB/SQS/Secrets Manager for the message gateway figure; the same range as the dev extra).
+# (in-process DynamoDB/SQS/Secrets Manager for the message gateway figure) with cfn-lint, whose YAML loader
+# lifelink_local.provision uses to read template.yaml.
 # Usage: bench/venv.sh PYTHON   (PYTHON: the interpreter the Makefile detected, python3.13 preferred)
 set -euo pipefail
 python="${1:-}"
@@ -19,7 +20,7 @@ echo "bench: preparing $venv with $python (first run only, about a minute)"
 log="$venv/install.log"
 if ! { "$venv/bin/python" -m pip install --quiet --upgrade pip \
        && "$venv/bin/python" -m pip install --quiet -e . alipay-sdk-python \
-         "moto[dynamodb,sqs,secretsmanager]>=5.1"; } >"$log" 2>&1; then
+         "moto[dynamodb,sqs,secretsmanager]>=5.1" "cfn-lint>=1.54"; } >"$log" 2>&1; then
   echo "bench: installing into $venv failed; see $log" >&2
   tail -20 "$log" >&2
   exit 1
