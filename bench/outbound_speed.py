@@ -443,24 +443,41 @@ def _mem_counters() -> Any:
 
 
 class _MemRateTable:
-    """``update_item`` for the rate limiter's one expression (ADD n, condition n < limit), so the real
-    RateLimiter runs unchanged."""
+    """``update_item`` for the rate limiter's expressions on a dict, so the real RateLimiter runs unchanged:
+    the GCRA reservation (``SET tat = :next`` if idle, else ``ADD tat :interval`` within ``:latest``) and the
+    older fixed window (``ADD n :one`` while ``n < :limit``). Any other expression fails loudly: the limiter
+    changed and this fake must follow it."""
 
     def __init__(self) -> None:
-        self._n: dict[tuple[str, str], int] = {}
+        self._items: dict[tuple[str, str], dict[str, float]] = {}
         self._lock = threading.Lock()
 
-    def update_item(self, *, Key: Mapping[str, Any], ExpressionAttributeValues: Mapping[str, Any],
-                    **_: Any) -> dict[str, Any]:
+    def update_item(self, *, Key: Mapping[str, Any], UpdateExpression: str,
+                    ExpressionAttributeValues: Mapping[str, Any], **_: Any) -> dict[str, Any]:
         from botocore.exceptions import ClientError
 
-        key = (Key["pk"]["S"], Key["sk"]["S"])
-        limit = int(ExpressionAttributeValues[":limit"]["N"])
+        def value(name: str) -> float:
+            return float(ExpressionAttributeValues[name]["N"])
+
+        failed = ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "UpdateItem")
         with self._lock:
-            if self._n.get(key, 0) >= limit:
-                raise ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "UpdateItem")
-            self._n[key] = self._n.get(key, 0) + 1
-        return {}
+            item = self._items.setdefault((Key["pk"]["S"], Key["sk"]["S"]), {})
+            if UpdateExpression.startswith("SET tat = :next"):
+                if "tat" in item and item["tat"] > value(":now"):
+                    raise failed
+                item["tat"] = value(":next")
+                return {}
+            if UpdateExpression.startswith("ADD tat :interval"):
+                if "tat" not in item or item["tat"] > value(":latest"):
+                    raise failed
+                item["tat"] += value(":interval")
+                return {"Attributes": {"tat": {"N": f"{item['tat']:.6f}"}}}
+            if UpdateExpression.startswith("ADD n :one"):
+                if item.get("n", 0) >= value(":limit"):
+                    raise failed
+                item["n"] = item.get("n", 0) + 1
+                return {}
+        raise NotImplementedError(f"bench fake: unknown rate limiter expression {UpdateExpression!r}")
 
 
 class _MemAudience:
