@@ -401,12 +401,15 @@ class OutboundGateway:
                 await asyncio.to_thread(self._ledger.release, job.ledger_key, owner, self._clock(), "grant_race")
                 return None
 
+        # Everything that may wait on I/O happens before the rate slot: between the slot and the request there is
+        # only CPU work on this loop (build, sign, send), so requests leave in the order and spacing reserved.
+        key = await asyncio.to_thread(self._attribution_key)
         if not await self._rate.acquire(job.app_id, policy.rate_per_second, self._rate_max_wait):
             await self._give_back(job, plan, granted, template_id, user_key)
             await asyncio.to_thread(self._ledger.release, job.ledger_key, owner, self._clock(), R_RATE_WAIT)
             return await self._retry(record, "busy", R_RATE_WAIT, job)
 
-        return await self._call(record, job, client, owner, attempts, plan, granted, template_id, user_key)
+        return await self._call(record, job, client, owner, attempts, plan, granted, template_id, user_key, key)
 
     async def _call(
         self,
@@ -419,9 +422,9 @@ class OutboundGateway:
         granted: bool,
         template_id: str | None,
         user_key: str | None,
+        key: bytes,
     ) -> RecordOutcome:
         send_at = self._clock()
-        key = await asyncio.to_thread(self._attribution_key)
         call = build_call(job, link_tagger(job, key, send_at), send_at)
         status, reason, sub_code, retryable, ref = Status.sent, None, None, None, None
         try:

@@ -13,7 +13,7 @@ from outbound_helpers import NOW, job
 from lifelink.domain.policy import MessagePolicy, UserState
 from lifelink.store.counters import Counters, plan_for
 from lifelink.store.ledger import OUTCOME_UNKNOWN, Ledger, Status
-from lifelink.store.rate_limit import RateLimiter, window_for
+from lifelink.store.rate_limit import RateLimiter
 
 LEASE = timedelta(seconds=90)
 
@@ -196,44 +196,33 @@ def test_weekly_group_markers(ddb: Any, table: str) -> None:
 # ---- rate limit ------------------------------------------------------------------------------------------
 
 
-def test_window_sizes() -> None:
-    assert window_for(10) == (1, 10)
-    assert window_for(2.5) == (1, 2)
-    assert window_for(0.5) == (2, 1)
-    assert window_for(0.3) == (4, 1)
-
-
-def test_rate_limit_admits_the_rate_per_window_shared_by_limiters(ddb: Any, table: str) -> None:
+def test_reservations_are_spaced_one_interval_apart_across_limiters(ddb: Any, table: str) -> None:
     clock = [1_000_000.25]
-    a = RateLimiter(ddb, table, clock=lambda: clock[0])
-    b = RateLimiter(ddb, table, clock=lambda: clock[0])  # another container
-    taken = [(a if i % 2 else b).try_take("app1", 5) for i in range(7)]
-    assert taken[:5] == [0.0] * 5
-    assert taken[5] == pytest.approx(0.75) and taken[6] == pytest.approx(0.75)
-    assert a.try_take("app2", 5) == 0.0  # per app
-    clock[0] += 0.75
-    assert a.try_take("app1", 5) == 0.0
+    a = RateLimiter(ddb, table, clock=lambda: clock[0], lead_s=0)
+    b = RateLimiter(ddb, table, clock=lambda: clock[0], lead_s=0)  # another container, same table
+    waits = [(a if i % 2 else b).reserve("app1", 5, max_wait=5) for i in range(7)]
+    assert waits == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2])
+    # any one-second span holds at most the rate: slots at 0.0 .. 0.8 in the first second, 1.0 starts the next
+    assert sum(1 for w in waits if w is not None and w < 1.0) == 5
+    assert a.reserve("app2", 5, max_wait=5) == 0.0  # per app
+    clock[0] += 10  # idle: no credit piles up, the next send starts at once and the one after waits again
+    assert a.reserve("app1", 5, max_wait=5) == 0.0
+    assert b.reserve("app1", 5, max_wait=5) == pytest.approx(0.2)
 
 
-def test_acquire_waits_for_the_next_window_or_gives_up(ddb: Any, table: str) -> None:
+def test_acquire_sleeps_until_its_slot_or_gives_up(ddb: Any, table: str) -> None:
     clock = [2_000_000.5]
     slept: list[float] = []
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
-        clock[0] += seconds
 
-    limiter = RateLimiter(ddb, table, clock=lambda: clock[0], sleep=sleep, jitter_s=0.0)
+    limiter = RateLimiter(ddb, table, clock=lambda: clock[0], sleep=sleep, lead_s=0)
 
-    async def run() -> list[bool]:
-        return [await limiter.acquire("app", 2, max_wait=5) for _ in range(5)]
+    async def run(n: int, rate: float, max_wait: float) -> list[bool]:
+        return [await limiter.acquire("app", rate, max_wait=max_wait) for _ in range(n)]
 
-    assert asyncio.run(run()) == [True] * 5
-    assert len(slept) == 2 and sum(slept) == pytest.approx(1.5)
+    assert asyncio.run(run(4, 2, 5)) == [True] * 4
+    assert slept == pytest.approx([0.5, 1.0, 1.5])
     clock[0] = 3_000_000.5
-    stingy = RateLimiter(ddb, table, clock=lambda: clock[0], sleep=sleep, jitter_s=0.0)
-
-    async def give_up() -> list[bool]:
-        return [await stingy.acquire("app", 1, max_wait=0.2) for _ in range(2)]
-
-    assert asyncio.run(give_up()) == [True, False]
+    assert asyncio.run(run(3, 1, 1.0)) == [True, True, False]  # the third slot would be 2 s away
