@@ -8,7 +8,7 @@ further, in at most two conditional writes and no read:
 2. busy: ``ADD tat :interval`` on condition ``tat <= now + max_wait``; the new value minus one interval is this
    sender's slot, and it sleeps until then. Beyond ``max_wait`` nothing is reserved and the job is retried later.
 
-"now" is the clock plus a small lead (50 ms), so that a slot is still ahead when a slow write returns, even at
+"now" is the clock plus a small lead (20 ms), so that a slot is still ahead when a slow write returns, even at
 rates whose interval is shorter than a DynamoDB round trip. Sends are spaced one interval apart across every
 container instead of bursting at the start of a window: any one-second span holds at most ``rate`` slots
 (plus one when a slot falls on both edges), and a request that reaches Alipay a little late cannot pile onto
@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 IDLE_TTL_S = 300
 LATE_SLOT_S = 0.01  # a reserved slot already this far in the past is abandoned and a fresh one taken
-LEAD_S = 0.05  # slots are handed out this far ahead, so a store write slower than the interval is not late
+LEAD_S = 0.02  # slots are handed out this far ahead, so a store write slower than the interval is not late
 MAX_ROUNDS = 20
 
 
