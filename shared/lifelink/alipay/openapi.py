@@ -115,6 +115,7 @@ class PreparedRequest:
     body: bytes
     headers: dict[str, str]
     params: dict[str, str]
+    query: str = ""  # the encoded query string of ``url`` (system params and sign)
 
 
 def _biz_text(biz_content: Mapping[str, Any] | str | None) -> str | None:
@@ -166,13 +167,36 @@ def prepare_request(
     query = {k: v for k, v in params.items() if k in SYSTEM_PARAMS or k == "sign"}
     form = {k: v for k, v in params.items() if k not in query}
     separator = "&" if "?" in config.gateway_url else "?"
-    url = config.gateway_url + separator + urlencode(query, encoding=config.charset)
+    query_text = urlencode(query, encoding=config.charset)
+    url = config.gateway_url + separator + query_text
     body = urlencode(form, encoding=config.charset).encode("ascii")
     headers = {
         "Content-Type": f"application/x-www-form-urlencoded;charset={config.charset}",
         "Accept": "application/json",
     }
-    return PreparedRequest(url=url, body=body, headers=headers, params=params)
+    return PreparedRequest(url=url, body=body, headers=headers, params=params, query=query_text)
+
+
+class _GatewayUrl:
+    """The gateway URL parsed once; each request's URL is that with its query swapped in.
+
+    httpx parses and validates every URL string character by character (and once more when the client merges
+    it), about 0.2-0.4 ms CPU for a signed request's ~600 characters. The query built by :func:`prepare_request`
+    is already percent-encoded ASCII from ``urlencode``, so re-validating it finds nothing; the base is validated
+    here once. Falls back to the plain string when the gateway URL already carries a query or httpx changes.
+    """
+
+    def __init__(self, gateway_url: str) -> None:
+        self._base = httpx.URL(gateway_url)
+        reference = getattr(self._base, "_uri_reference", None)
+        self._fast = reference is not None and hasattr(reference, "_replace") and self._base.query == b""
+
+    def with_query(self, request: PreparedRequest) -> httpx.URL | str:
+        if not self._fast or not request.query:
+            return request.url
+        url = httpx.URL(self._base)  # a copy without re-parsing
+        url._uri_reference = self._base._uri_reference._replace(query=request.query)  # type: ignore[attr-defined]
+        return url
 
 
 # ---- response node extraction -------------------------------------------------------------------------
@@ -400,11 +424,12 @@ class AlipayClient:
         self.config = config
         self._owns_http = http is None
         self.http = http if http is not None else httpx.Client(timeout=config.timeout)
+        self._url = _GatewayUrl(config.gateway_url)
 
     def execute(self, method: str, biz_content: Mapping[str, Any] | str | None = None, **kw: Any) -> dict[str, Any]:
         request = prepare_request(self.config, method, biz_content, **kw)
         try:
-            response = self.http.post(request.url, content=request.body, headers=request.headers)
+            response = self.http.post(self._url.with_query(request), content=request.body, headers=request.headers)
         except httpx.TimeoutException as exc:
             raise AlipayTransportError(f"{method}: timed out calling Alipay ({exc!r})") from exc
         except httpx.TransportError as exc:
@@ -429,13 +454,16 @@ class AsyncAlipayClient:
         self.config = config
         self._owns_http = http is None
         self.http = http if http is not None else httpx.AsyncClient(timeout=config.timeout)
+        self._url = _GatewayUrl(config.gateway_url)
 
     async def execute(
         self, method: str, biz_content: Mapping[str, Any] | str | None = None, **kw: Any
     ) -> dict[str, Any]:
         request = prepare_request(self.config, method, biz_content, **kw)
         try:
-            response = await self.http.post(request.url, content=request.body, headers=request.headers)
+            response = await self.http.post(
+                self._url.with_query(request), content=request.body, headers=request.headers
+            )
         except httpx.TimeoutException as exc:
             raise AlipayTransportError(f"{method}: timed out calling Alipay ({exc!r})") from exc
         except httpx.TransportError as exc:
