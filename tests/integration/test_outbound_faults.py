@@ -55,7 +55,7 @@ from tests.integration.outbound_support import Fleet, atomic_moto_backends, drai
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 N_JOBS = int(os.environ.get("LIFELINK_FAULT_JOBS", "10000"))
-CONTAINERS = 4
+CONTAINERS = int(os.environ.get("LIFELINK_FAULT_CONTAINERS", "4"))
 CLIENT_TIMEOUT_S = 0.5
 SIM_TIMEOUT_S = 0.9
 FAULTS = {"unknown_error_rate": 0.10, "timeout_rate": 0.05, "fatal_rate": 0.01, "timeout_s": SIM_TIMEOUT_S, "seed": 3}
@@ -429,10 +429,11 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
             finals["failed(fatal)"] += 1
             assert entry.reason and entry.sub_code, f"fatal without Alipay's reason: {entry}"
             fatal[(entry.reason, entry.sub_code)] += 1
-        elif entry.status is Status.failed and entry.retryable:
-            finals["failed(retryable) -> DLQ"] += 1
+        elif not entry.terminal and entry.status in (Status.failed, Status.planned):
+            # failed(retryable), or planned(rate_limited) when the last receive gave its claim back: the job's
+            # receives ran out and both copies must be in the DLQ
+            finals[f"{entry.status.value}({entry.reason}, retryable) -> DLQ"] += 1
             dlq_jobs.add(job.key)
-            assert entry.attempts >= MAX_RECEIVES, f"in the DLQ after {entry.attempts} attempts: {job.key}"
             assert dlq_keys[job.key] == 2, f"both copies of {job.key} belong in the DLQ, found {dlq_keys[job.key]}"
         elif entry.status in (Status.skipped, Status.capped):
             assert entry.reason, entry
@@ -443,12 +444,12 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
         if job.expect:
             assert f"{entry.status.value}:{entry.reason}" == job.expect, (job.key, entry)
         if job.kind.startswith("dlq_"):
-            assert entry.status is Status.failed and entry.retryable, (job.key, entry)
+            assert not entry.terminal, (job.key, entry)
         if job.kind == "cap" and entry.status is Status.capped:
             assert entry.reason == "daily_cap", entry
         if job.kind not in ("cap",) and not job.expect:
             assert entry.status in (Status.sent, Status.failed), (job.key, entry)
-    assert set(dlq_keys) == dlq_jobs, "the DLQ holds exactly the jobs the ledger leaves failed(retryable)"
+    assert set(dlq_keys) == dlq_jobs, "the DLQ holds exactly the jobs the ledger leaves unfinished"
     assert all(n <= CAP_PER_DAY for n in sent_by_cap_user.values()), sent_by_cap_user
     assert capped["daily_cap"] > 0
     assert len(entries) == len(jobs), "no ledger entry for anything but the jobs"
@@ -460,8 +461,9 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
     doubles_by_channel: Counter[str] = Counter()
     for job in jobs:
         entry, job_calls, got = entries[job.key], calls_by[job.key], delivered_by[job.key]
-        assert len(job_calls) == entry.attempts, (job.key, entry.attempts, len(job_calls))
-        from_calls, from_ledger = Counter(map(call_answer, job_calls)), Counter(ledger_answers(entry))
+        answers = ledger_answers(entry)  # one per claim that reached Alipay (a claim given back never did)
+        assert len(job_calls) == len(answers), (job.key, len(answers), len(job_calls))
+        from_calls, from_ledger = Counter(map(call_answer, job_calls)), Counter(answers)
         lost = from_calls - from_ledger  # answered by the simulator, but the gateway had timed out
         assert from_ledger - from_calls == Counter({"timeout": lost.total()}), (job.key, from_calls, from_ledger)
         slow.update(lost)
