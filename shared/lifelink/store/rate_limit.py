@@ -25,9 +25,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 IDLE_TTL_S = 300
-LATE_SLOT_S = 0.01  # a reserved slot already this far in the past is abandoned and a fresh one taken
+LATE_SLOT_S = 0.01  # a slot this far in the past when the write returns is not used as is
+LATE_RETRIES = 4
+MAX_LEAD_S = 1.0
 LEAD_S = 0.02  # slots are handed out this far ahead, so a store write slower than the interval is not late
-MAX_ROUNDS = 20
 
 
 class RateLimiter:
@@ -45,29 +46,45 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lead = lead_s
+        self._latency = 0.0  # recent store write latency (seconds)
 
     def reserve(self, app_id: str, rate_per_second: float, max_wait: float) -> float | None:
         """Reserve the next send slot: seconds to wait until it (0.0: now), or None when it is beyond max_wait.
 
-        A slot that is already in the past when the write returns (the write was slow) is abandoned, not used:
-        sending "now" instead would start less than one interval before the next sender's slot. An abandoned
-        slot is just a gap in the schedule.
+        Slots are handed out ``lead`` ahead of now, and the lead follows the store's write latency (twice its
+        recent value, at least ``lead_s``), so a slot is normally still ahead when the write returns. A slot that
+        is nevertheless in the past is abandoned (a gap in the schedule) and a new one taken with the longer
+        lead; after a few tries the late slot is used and the schedule pushed back by its lateness, so the next
+        slot still starts a full interval after this send.
         """
         if rate_per_second <= 0:
             raise ValueError("rate must be positive")
         interval = 1.0 / rate_per_second
-        for _ in range(MAX_ROUNDS):
-            taken = self._reserve_once(app_id, interval, max_wait)
-            if taken is None:
+        for _ in range(LATE_RETRIES):
+            started = self._clock()
+            slot = self._reserve_once(app_id, interval, max_wait, started + self.lead)
+            returned = self._clock()
+            took = max(0.0, returned - started)
+            self._latency = took if took > self._latency else 0.8 * self._latency + 0.2 * took
+            if slot is None:
                 return None
-            wait = taken - self._clock()
+            wait = slot - returned
             if wait >= -LATE_SLOT_S:
                 return max(0.0, wait)
-        return None
+        self._ddb.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"RATE#{app_id}"}, "sk": {"S": "NEXT"}},
+            UpdateExpression="ADD tat :late",
+            ExpressionAttributeValues={":late": _n(-wait)},
+        )
+        return 0.0
 
-    def _reserve_once(self, app_id: str, interval: float, max_wait: float) -> float | None:
-        """One reservation: the slot's time (epoch seconds), or None when the next free slot is too far."""
-        now = self._clock() + self._lead
+    @property
+    def lead(self) -> float:
+        return min(MAX_LEAD_S, max(self._lead, 2 * self._latency))
+
+    def _reserve_once(self, app_id: str, interval: float, max_wait: float, now: float) -> float | None:
+        """One reservation at ``now`` (clock + lead): the slot's time, or None when the next free slot is too far."""
         key = {"pk": {"S": f"RATE#{app_id}"}, "sk": {"S": "NEXT"}}
         ttl = {"N": str(int(now + max_wait) + IDLE_TTL_S)}
         try:

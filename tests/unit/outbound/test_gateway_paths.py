@@ -480,7 +480,8 @@ def test_two_containers_share_the_apps_rate_limit(gw: Harness) -> None:
     slots.sort()
     sent_at.sort()
     gaps = [b - a for a, b in itertools.pairwise(slots)]
-    # one interval apart across containers (less LATE_SLOT_S: a slot may be used up to 10 ms after its time)
+    # one interval apart across containers (less LATE_SLOT_S: a slot may be used up to 10 ms after its time
+    # without pushing the schedule back)
     assert len(slots) == 30 and min(gaps) >= 1 / rate - LATE_SLOT_S - 1e-3, gaps
     assert all(sent >= slot - 1e-3 for sent, slot in zip(sent_at, slots, strict=True))  # never before its slot
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from datetime import timedelta
 from typing import Any
@@ -226,3 +227,30 @@ def test_acquire_sleeps_until_its_slot_or_gives_up(ddb: Any, table: str) -> None
     assert slept == pytest.approx([0.5, 1.0, 1.5])
     clock[0] = 3_000_000.5
     assert asyncio.run(run(3, 1, 1.0)) == [True, True, False]  # the third slot would be 2 s away
+
+
+class SlowWrites:
+    """A store whose writes take ``delay`` seconds on the given clock (the real moto table underneath)."""
+
+    def __init__(self, ddb: Any, clock: list[float], delay: float) -> None:
+        self._ddb, self._clock, self.delay = ddb, clock, delay
+
+    def update_item(self, **kwargs: Any) -> Any:
+        self._clock[0] += self.delay
+        return self._ddb.update_item(**kwargs)
+
+
+def test_slow_writes_lengthen_the_lead_instead_of_handing_out_late_slots(ddb: Any, table: str) -> None:
+    clock = [100.0]
+    slow = SlowWrites(ddb, clock, delay=0.3)
+    limiter = RateLimiter(slow, table, clock=lambda: clock[0], lead_s=0.02)
+    first = limiter.reserve("app", 5, max_wait=5)  # slot 100.02, write returns at 100.3: late, retried
+    assert first is not None and first >= 0.0
+    assert limiter.lead == pytest.approx(0.6)  # twice the write latency it saw
+    sent = [clock[0] + first]
+    for _ in range(4):
+        wait = limiter.reserve("app", 5, max_wait=5)
+        assert wait is not None
+        sent.append(clock[0] + wait)
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert min(gaps) >= 0.2 - 1e-6, gaps  # every send a whole interval after the one before
