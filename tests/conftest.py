@@ -84,6 +84,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
         yield provision(TEMPLATE, dynamodb=boto3.client("dynamodb"), sqs=boto3.client("sqs"))
     aws_clients.client.cache_clear()
+    # Powertools keeps one provider (and its boto3 client) per process: one made inside this mock must not
+    # outlive it, or a later test against moto's server would read secrets from a mock that is gone.
+    from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
+
+    DEFAULT_PROVIDERS.clear()
 
 
 def load_function(name: str) -> Any:

@@ -17,6 +17,14 @@ def _required(name: str) -> str:
     return value
 
 
+def _app_secret_prefix() -> str:
+    return os.environ.get("APP_SECRET_PREFIX", "lifelink/apps/")
+
+
+def _secret_max_age() -> int:
+    return int(os.environ.get("SECRET_MAX_AGE_SECONDS", "300"))
+
+
 @dataclass(frozen=True)
 class Settings:
     state_table: str
@@ -31,8 +39,8 @@ class Settings:
             state_table=_required("STATE_TABLE"),
             idempotency_table=_required("IDEMPOTENCY_TABLE"),
             events_queue_url=_required("EVENTS_QUEUE_URL"),
-            app_secret_prefix=os.environ.get("APP_SECRET_PREFIX", "lifelink/apps/"),
-            secret_max_age=int(os.environ.get("SECRET_MAX_AGE_SECONDS", "300")),
+            app_secret_prefix=_app_secret_prefix(),
+            secret_max_age=_secret_max_age(),
         )
 
 
@@ -59,8 +67,8 @@ class GatewaySettings:
             state_table=_required("STATE_TABLE"),
             events_queue_url=_required("EVENTS_QUEUE_URL"),
             outbound_queue_url=_required("OUTBOUND_QUEUE_URL"),
-            app_secret_prefix=os.environ.get("APP_SECRET_PREFIX", "lifelink/apps/"),
-            secret_max_age=int(os.environ.get("SECRET_MAX_AGE_SECONDS", "300")),
+            app_secret_prefix=_app_secret_prefix(),
+            secret_max_age=_secret_max_age(),
             alipay_gateway_url=os.environ.get("ALIPAY_GATEWAY_URL") or DEFAULT_ALIPAY_GATEWAY_URL,
             attribution_secret_name=os.environ.get("ATTRIBUTION_SECRET_NAME") or DEFAULT_ATTRIBUTION_SECRET_NAME,
             send_concurrency=max(1, int(os.environ.get("SEND_CONCURRENCY", "10"))),
