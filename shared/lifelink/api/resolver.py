@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
 from aws_lambda_powertools.logging import Logger
 
-from lifelink.api import messages, subscriptions
+from lifelink.api import campaign_admin, campaign_participation, messages, subscriptions
 from lifelink.api.errors import ApiError, clean_errors, error_event_result, error_response, field_error
 from lifelink.config import ConfigError
 from lifelink.store.apps import AppRegistry
@@ -36,6 +36,12 @@ class ApiDeps:
     outbound_queue_url: str
     ledger: Ledger
     logger: Logger
+    # Campaigns (issue 4): the state table itself, and EventBridge Scheduler with the target the schedules invoke.
+    dynamodb: Any = None
+    state_table: str = ""
+    scheduler: Any = None
+    scheduler_target_arn: str = ""
+    scheduler_role_arn: str = ""
 
     @classmethod
     def from_env(cls, logger: Logger | None = None) -> ApiDeps:
@@ -53,6 +59,11 @@ class ApiDeps:
             outbound_queue_url=os.environ["OUTBOUND_QUEUE_URL"],
             ledger=Ledger(dynamodb, table),
             logger=logger or Logger(service="internal_api"),
+            dynamodb=dynamodb,
+            state_table=table,
+            scheduler=aws.client("scheduler"),
+            scheduler_target_arn=os.environ.get("SCHEDULER_TARGET_ARN", ""),
+            scheduler_role_arn=os.environ.get("SCHEDULER_ROLE_ARN", ""),
         )
 
 
@@ -70,6 +81,8 @@ def build_resolver(deps: Callable[[], ApiDeps]) -> APIGatewayHttpResolver:
 
     messages.register(app, deps)
     subscriptions.register(app, deps)
+    campaign_admin.register(app, deps)
+    campaign_participation.register(app, deps)
     return app
 
 
