@@ -8,6 +8,8 @@ input ``{"kind": "boundary", "campaign_id", "boundary", "scheduled_at"}`` to the
 :meth:`CampaignSchedules.create_for` is idempotent: a schedule that already says the same thing is kept, one
 that differs is updated, one the definition no longer has is deleted; boundaries already past are skipped (the
 ``rate(5 minutes)`` reconciler catches up on them). :meth:`remove` deletes the whole group on close/cancel.
+IAM: the functions need Create/Update/Delete/GetSchedule on ``schedule/lifelink-*/*``, Create/Delete/
+GetScheduleGroup and TagResource on ``schedule-group/lifelink-*``, and iam:PassRole on the invoke role.
 The same code creates the schedules on AWS and in moto's server locally (where the local ticker fires them).
 """
 
@@ -121,14 +123,19 @@ class CampaignSchedules:
 
     # ---- apply ------------------------------------------------------------------------------------------
 
-    def create_for(self, campaign: Campaign, now: datetime | None = None) -> ApplyResult:
-        """Bring the campaign's group in line with its boundaries (idempotent)."""
+    def create_for(self, campaign: Campaign, now: datetime | None = None, *,
+                   previous: Campaign | None = None) -> ApplyResult:
+        """Bring the campaign's group in line with its boundaries (idempotent).
+
+        ``previous`` (the definition being replaced, if any) names schedules the new definition may no longer
+        have: those are deleted. Only GetSchedule is used to compare, never ListSchedules (which IAM cannot
+        narrow to the campaign's group).
+        """
         if not self.target_arn or not self.role_arn:
             raise ValueError("CampaignSchedules needs the target ARN and the role ARN (SCHEDULER_TARGET_ARN/_ROLE_ARN)")
         now = now or datetime.now(UTC)
         group = group_name(campaign.id)
         self._ensure_group(group, campaign.id)
-        existing = {info.name: info for info in self.list(campaign.id)}
         created: list[str] = []
         updated: list[str] = []
         kept: list[str] = []
@@ -139,7 +146,7 @@ class CampaignSchedules:
             if planned.at <= now:
                 skipped.append(planned.name)
                 continue
-            current = existing.get(planned.name)
+            current = self.get(campaign.id, planned.name)
             if current is None:
                 self._create(group, planned)
                 created.append(planned.name)
@@ -149,10 +156,21 @@ class CampaignSchedules:
                 self.scheduler.update_schedule(**self._request(group, planned))
                 updated.append(planned.name)
         deleted = []
-        for name in sorted(set(existing) - wanted):
-            self._delete_schedule(group, name)
-            deleted.append(name)
+        obsolete = {p.name for p in plan(previous)} - wanted if previous is not None else set()
+        for name in sorted(obsolete):
+            if self._delete_schedule(group, name):
+                deleted.append(name)
         return ApplyResult(group, tuple(created), tuple(updated), tuple(kept), tuple(deleted), tuple(skipped))
+
+    def get(self, campaign_id: str, name: str) -> ScheduleInfo | None:
+        """One schedule of the campaign (None when it does not exist, e.g. fired and deleted)."""
+        group = group_name(campaign_id)
+        try:
+            return _info(self.scheduler.get_schedule(Name=name, GroupName=group), group)
+        except ClientError as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                return None
+            raise
 
     def _ensure_group(self, group: str, campaign_id: str) -> None:
         try:
@@ -206,7 +224,10 @@ class CampaignSchedules:
     # ---- read -------------------------------------------------------------------------------------------
 
     def list(self, campaign_id: str) -> list[ScheduleInfo]:
-        """The campaign's schedules as Scheduler holds them, by time (empty when the group is gone)."""
+        """The campaign's schedules as Scheduler holds them, by time (empty when the group is gone).
+
+        Uses ListSchedules, which IAM grants only on every resource: for operators and the local stack; the
+        functions' roles do not have it."""
         group = group_name(campaign_id)
         names: list[str] = []
         kwargs: dict[str, Any] = {"GroupName": group}
@@ -221,15 +242,8 @@ class CampaignSchedules:
             if _code(exc) == "ResourceNotFoundException":
                 return []
             raise
-        out = []
-        for name in names:
-            try:
-                got = self.scheduler.get_schedule(Name=name, GroupName=group)
-            except ClientError as exc:  # fired and deleted meanwhile
-                if _code(exc) == "ResourceNotFoundException":
-                    continue
-                raise
-            out.append(_info(got, group))
+        found = [self.get(campaign_id, name) for name in names]
+        out = [info for info in found if info is not None]  # one may have fired and gone meanwhile
         return sorted(out, key=lambda info: (info.input.get("scheduled_at", ""), info.name))
 
     # ---- remove -----------------------------------------------------------------------------------------
@@ -251,12 +265,14 @@ class CampaignSchedules:
             raise
         return True
 
-    def _delete_schedule(self, group: str, name: str) -> None:
+    def _delete_schedule(self, group: str, name: str) -> bool:
         try:
             self.scheduler.delete_schedule(Name=name, GroupName=group)
         except ClientError as exc:
             if _code(exc) != "ResourceNotFoundException":
                 raise
+            return False
+        return True
 
 
 def _info(got: dict[str, Any], group: str) -> ScheduleInfo:

@@ -116,8 +116,8 @@ def test_re_apply_keeps_what_matches_and_updates_what_changed(scheduler: Any) ->
     assert moved.updated == ("action-topic",)
     assert _all(scheduler, "lifelink-double-11")["action-topic"]["ScheduleExpression"] == "at(2030-11-02T09:15:00)"
 
-    dropped = schedules.create_for(_campaign(), now=NOW)  # the action no longer has its own time
-    assert dropped.deleted == ("action-topic",)
+    dropped = schedules.create_for(_campaign(), now=NOW, previous=_campaign(topic_at="2030-11-02T09:15:00"))
+    assert dropped.deleted == ("action-topic",)  # the action no longer has its own time
     assert "action-topic" not in _all(scheduler, "lifelink-double-11")
 
 
@@ -160,3 +160,23 @@ def test_remove_deletes_the_group_and_tolerates_a_missing_one(scheduler: Any) ->
 def test_needs_the_target_and_role(scheduler: Any) -> None:
     with pytest.raises(ValueError, match="SCHEDULER_TARGET_ARN"):
         CampaignSchedules(scheduler, "", ROLE).create_for(_campaign(), now=NOW)
+
+
+class _NoListing:
+    """A Scheduler client as the functions' IAM role allows it: no ListSchedules / ListScheduleGroups."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("list_"):
+            raise AssertionError(f"{name} is not granted to the functions")
+        return getattr(self._client, name)
+
+
+def test_apply_and_remove_need_no_listing_permission(scheduler: Any) -> None:
+    schedules = CampaignSchedules(_NoListing(scheduler), TARGET, ROLE)
+    schedules.create_for(_campaign(topic_at="2030-11-01T20:30:00"), now=NOW)
+    again = schedules.create_for(_campaign(), now=NOW, previous=_campaign(topic_at="2030-11-01T20:30:00"))
+    assert again.deleted == ("action-topic",) and len(again.kept) == 4
+    assert schedules.remove("double-11") is True
