@@ -1,15 +1,419 @@
-"""Campaign administration routes: apply, status, preview, pause, resume, cancel."""
+"""Campaign administration routes: apply, list, status, preview, pause, resume, cancel.
+
+``POST /campaigns`` takes the definition as a plain JSON object (not a pydantic ``Body``) so that pydantic's
+field errors and the checks against the world (registered apps, templates, audience size) come back together
+in one 422. The route logic lives in :class:`CampaignAdmin` (store, checks, schedules, runner), built per
+request from :class:`lifelink.api.resolver.ApiDeps`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from pydantic import WithJsonSchema
+
+from lifelink.api.errors import ApiError, field_error
+from lifelink.api.models import (
+    CampaignActionStatus,
+    CampaignApplied,
+    CampaignBoundary,
+    CampaignList,
+    CampaignPhaseWindow,
+    CampaignPreview,
+    CampaignStatus,
+    CampaignSummary,
+    CampaignTransitioned,
+    ErrorBody,
+)
+from lifelink.domain.campaigns import PHASES, Campaign, CampaignState
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+    from aws_lambda_powertools.logging import Logger
 
     from lifelink.api.resolver import ApiDeps
 
+PhaseName = Literal["preheat", "burst", "settle"]
+EDITABLE_STATES = frozenset({CampaignState.draft, CampaignState.scheduled})
+
+_JSON = "application/json"
+
+
+def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` inlined (OpenAPI resolves ``#/...`` from the document root)."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items() if k not in ("$defs", "mapping")}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
+
+
+# The request body is taken as a plain object (so every error comes back at once) but documented as the model.
+CampaignDefinition = Annotated[
+    dict[str, Any],
+    WithJsonSchema(_inline_defs(Campaign.model_json_schema())),
+    Body(description="A campaign definition (lifelink.domain.campaigns.Campaign) as a JSON object."),
+]
+
+
+def _answer(model: type, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"model": model}}}
+
+
+def _not_found(campaign_id: str) -> ApiError:
+    return ApiError(404, [field_error(("path", "campaign_id"), f"no campaign {campaign_id!r}", "not_found")])
+
+
+def _conflict(msg: str, type_: str, loc: Iterable[str | int] = ("path", "campaign_id")) -> ApiError:
+    return ApiError(409, [field_error(loc, msg, type_)])
+
+
+def _body_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Check errors as the API answers them: ``loc`` under ``body``, never echoing what was sent."""
+    out = []
+    for e in errors:
+        loc = list(e.get("loc", ()))
+        if not loc or loc[0] != "body":
+            loc = ["body", *loc]
+        out.append(field_error(loc, str(e.get("msg", "")), str(e.get("type", "value_error"))))
+    return out
+
+
+def _iso(at: datetime, campaign: Campaign) -> str:
+    return at.astimezone(campaign.zone).isoformat()
+
+
+def next_boundary(campaign: Campaign, now: datetime) -> CampaignBoundary | None:
+    """The first boundary strictly after ``now`` (None when the campaign has none left)."""
+    for name, at in campaign.boundaries():
+        if at > now:
+            return CampaignBoundary(name=name, at=_iso(at, campaign))
+    return None
+
+
+def phase_windows(campaign: Campaign, now: datetime) -> list[CampaignPhaseWindow]:
+    out = []
+    for name, spec in campaign.phases.items():
+        status = "done" if now >= spec.end else "current" if now >= spec.start else "upcoming"
+        start, end = _iso(spec.start, campaign), _iso(spec.end, campaign)
+        out.append(CampaignPhaseWindow(phase=name, start=start, end=end, status=status))
+    return out
+
+
+def campaign_status(
+    campaign: Campaign,
+    state: str,
+    paused_from: str | None,
+    fired: set[str],
+    counts: Mapping[str, Mapping[str, int]],
+    now: datetime,
+) -> CampaignStatus:
+    """The status answer: ``fired`` holds ``"<phase>.<action id>"``; ``counts`` is keyed by action id."""
+    actions = [
+        CampaignActionStatus(
+            phase=phase,
+            id=action.id,
+            type=action.type,
+            fire_at=_iso(campaign.fire_time(phase, action), campaign),
+            fired=f"{phase}.{action.id}" in fired,
+            counts={str(k): int(v) for k, v in (counts.get(action.id) or {}).items()},
+        )
+        for phase, action in campaign.actions()
+    ]
+    return CampaignStatus(
+        id=campaign.id,
+        name=campaign.name,
+        state=str(state),
+        paused_from=str(paused_from) if paused_from else None,
+        life_account=campaign.life_account,
+        mini_programs=list(campaign.mini_programs),
+        timezone=campaign.timezone,
+        definition_hash=campaign.definition_hash(),
+        phases=phase_windows(campaign, now),
+        next_boundary=next_boundary(campaign, now) if state not in ("closed", "cancelled") else None,
+        actions=actions,
+        as_of=now.astimezone(campaign.zone).isoformat(),
+    )
+
+
+@dataclass
+class CampaignAdmin:
+    """The administration of campaigns over the core parts (store, checks, schedules, runner)."""
+
+    store: Any  # lifelink.store.campaigns.CampaignStore
+    world: Any  # lifelink.domain.campaign_checks world: app(app_id), audience_size(campaign)
+    schedules: Any  # lifelink.scheduling.CampaignSchedules
+    runner: Any  # lifelink.campaign_runner.CampaignRunner
+    logger: Logger | None = None
+    check: Callable[[Any, Any], Campaign] | None = None  # lifelink.domain.campaign_checks.check_campaign
+
+    @classmethod
+    def from_deps(cls, d: ApiDeps) -> CampaignAdmin:
+        from lifelink.campaign_runner import CampaignRunner
+        from lifelink.domain.campaign_checks import CampaignWorld, check_campaign
+        from lifelink.scheduling import CampaignSchedules
+        from lifelink.store.campaigns import CampaignStore
+
+        store = CampaignStore(d.dynamodb, d.state_table)
+        return cls(
+            store=store,
+            world=CampaignWorld(d.registry, d.audience),
+            schedules=CampaignSchedules(d.scheduler, d.scheduler_target_arn, d.scheduler_role_arn),
+            runner=CampaignRunner.from_deps(d, store=store),
+            logger=d.logger,
+            check=check_campaign,
+        )
+
+    # ---- apply ----------------------------------------------------------------------------------------
+
+    def validate(self, body: Any) -> Campaign:
+        """The definition, checked against the world; ApiError 422 with every problem at once."""
+        from lifelink.domain.campaign_checks import CampaignInvalid
+
+        if not isinstance(body, dict):
+            raise ApiError(422, [field_error(("body",), "the campaign definition must be a JSON object", "type_error")])
+        assert self.check is not None
+        try:
+            return self.check(body, self.world)
+        except CampaignInvalid as exc:
+            raise ApiError(422, _body_errors(exc.errors)) from None
+
+    def apply(self, body: Any, now: datetime) -> tuple[int, CampaignApplied]:
+        campaign = self.validate(body)
+        stored = self.store.get(campaign.id)
+        result = "created"
+        if stored is not None:
+            same = stored.campaign.definition_hash() == campaign.definition_hash()
+            state = CampaignState(stored.state)
+            if same and state is not CampaignState.draft:
+                return 200, self._applied(campaign, "unchanged", state, (), now)
+            if not same and state not in EDITABLE_STATES:
+                raise _conflict(
+                    f"campaign {campaign.id} is {state.value}: its definition can change only while draft or "
+                    "scheduled (apply it under a new id)",
+                    "campaign_not_editable",
+                    ("body", "id"),
+                )
+            result = "created" if same else "updated"
+        if stored is None or result == "updated":
+            self.store.put(campaign)
+        planned = self.schedules.create_for(campaign, now)
+        pending = (*planned.created, *planned.updated, *planned.kept)
+        state = CampaignState(self.store.get(campaign.id).state)
+        if state is CampaignState.draft:
+            self.store.transition(campaign.id, CampaignState.draft, CampaignState.scheduled)
+            state = CampaignState.scheduled
+        self._log("campaign applied", campaign.id, result=result, state=state.value)
+        status = 201 if stored is None or result == "created" else 200
+        return status, self._applied(campaign, result, state, pending, now)
+
+    def _applied(
+        self, campaign: Campaign, result: str, state: CampaignState, pending: Iterable[str], now: datetime
+    ) -> CampaignApplied:
+        return CampaignApplied(
+            id=campaign.id,
+            result=result,  # type: ignore[arg-type]
+            state=state.value,
+            definition_hash=campaign.definition_hash(),
+            schedules=list(pending),
+            next_boundary=next_boundary(campaign, now),
+        )
+
+    # ---- read -----------------------------------------------------------------------------------------
+
+    def _stored(self, campaign_id: str) -> Any:
+        stored = self.store.get(campaign_id)
+        if stored is None:
+            raise _not_found(campaign_id)
+        return stored
+
+    def list(self) -> CampaignList:
+        out = []
+        for stored in self.store.list():
+            c = stored.campaign
+            out.append(
+                CampaignSummary(
+                    id=c.id,
+                    name=c.name,
+                    state=str(CampaignState(stored.state).value),
+                    life_account=c.life_account,
+                    starts_at=_iso(c.phases.preheat.start, c),
+                    ends_at=_iso(c.phases.settle.end, c),
+                )
+            )
+        return CampaignList(campaigns=sorted(out, key=lambda s: (s.starts_at, s.id)))
+
+    def status(self, campaign_id: str, now: datetime) -> CampaignStatus:
+        stored = self._stored(campaign_id)
+        return campaign_status(
+            stored.campaign,
+            CampaignState(stored.state).value,
+            stored.paused_from,
+            set(self.store.fired(campaign_id)),
+            self.store.counts(campaign_id),
+            now,
+        )
+
+    def preview(self, campaign_id: str, phase: str | None, now: datetime) -> CampaignPreview:
+        if phase is not None and phase not in PHASES:
+            raise ApiError(
+                422, [field_error(("query", "phase"), f"phase must be one of {', '.join(PHASES)}", "enum")]
+            )
+        self._stored(campaign_id)
+        found = self.runner.preview(campaign_id, phase, now)
+        data = found if isinstance(found, dict) else found.model_dump(mode="json")
+        return CampaignPreview.model_validate(
+            {**data, "campaign_id": campaign_id, "phase": phase, "as_of": now.isoformat()}
+        )
+
+    # ---- transitions ----------------------------------------------------------------------------------
+
+    def transition(self, verb: str, campaign_id: str, now: datetime) -> CampaignTransitioned:
+        stored = self._stored(campaign_id)
+        before = CampaignState(stored.state)
+        self.runner_transition(verb, campaign_id, before, now)
+        after = CampaignState(self.store.get(campaign_id).state)
+        removed = False
+        if verb == "cancel":
+            removed = bool(self.schedules.remove(campaign_id))
+        self._log(f"campaign {verb}", campaign_id, state=after.value, previous_state=before.value)
+        return CampaignTransitioned(
+            id=campaign_id, state=after.value, previous_state=before.value, schedules_removed=removed
+        )
+
+    def runner_transition(self, verb: str, campaign_id: str, before: CampaignState, now: datetime) -> None:
+        """Ask the runner to pause, resume or cancel; 409 with its reason when the move is not allowed."""
+        from lifelink.campaign_runner import TransitionRefused
+
+        try:
+            getattr(self.runner, verb)(campaign_id)
+        except TransitionRefused as exc:
+            raise _conflict(str(exc), "transition_not_allowed") from None
+
+    def _log(self, message: str, campaign_id: str, **extra: Any) -> None:
+        if self.logger is not None:
+            self.logger.info(message, extra={"campaign": campaign_id, **extra})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
 
 def register(app: APIGatewayHttpResolver, deps: Callable[[], ApiDeps]) -> None:
-    """Adds this module's routes to ``app`` (being written: issue 4)."""
+    """Adds ``/campaigns`` routes to ``app``."""
+
+    def admin() -> CampaignAdmin:
+        return CampaignAdmin.from_deps(deps())
+
+    @app.post(
+        "/campaigns",
+        summary="Apply a campaign definition",
+        description=(
+            "Validates the definition (`lifelink.domain.campaigns.Campaign`; YAML is converted to this JSON by "
+            "`lifelink campaign apply`) against the registered apps, their templates and the audience, and "
+            "answers 422 with every problem at once. A valid definition is stored, scheduled (one EventBridge "
+            "Scheduler `at()` schedule per boundary) and answered 201. The same definition again is 200 "
+            "`unchanged`; a changed one is accepted (200 `updated`) only while the campaign is draft or scheduled, "
+            "else 409."
+        ),
+        responses={
+            200: _answer(CampaignApplied, "Already applied (unchanged) or updated"),
+            201: _answer(CampaignApplied, "Created and scheduled"),
+            409: _answer(ErrorBody, "The campaign is running or over: its definition cannot change"),
+            413: _answer(ErrorBody, "Body too large"),
+            422: _answer(ErrorBody, "Invalid definition (every problem at once)"),
+        },
+        tags=["campaigns"],
+    )
+    def post_campaign(definition: CampaignDefinition) -> Response[CampaignApplied]:
+        status, applied = admin().apply(definition, _now())
+        return Response(status, content_types.APPLICATION_JSON, applied.model_dump(mode="json"))
+
+    @app.get(
+        "/campaigns",
+        summary="List campaigns",
+        description="Every campaign with its state and its span (start of preheat to end of settle).",
+        responses={200: _answer(CampaignList, "The campaigns")},
+        tags=["campaigns"],
+    )
+    def list_campaigns() -> CampaignList:
+        return admin().list()
+
+    @app.get(
+        "/campaigns/<campaign_id>",
+        summary="A campaign's status",
+        description="State, phase windows (upcoming, current, done), the next boundary and counts per action.",
+        responses={
+            200: _answer(CampaignStatus, "The status"),
+            404: _answer(ErrorBody, "No such campaign"),
+        },
+        tags=["campaigns"],
+    )
+    def get_campaign(campaign_id: str) -> CampaignStatus:
+        return admin().status(campaign_id, _now())
+
+    @app.get(
+        "/campaigns/<campaign_id>/preview",
+        summary="Dry run of a campaign's actions",
+        description=(
+            "What the actions of `phase` (default: every phase) would do now: audience and holdout size, messages "
+            "per channel, how many would be capped, held or skipped and why, coupons and stock they would use. "
+            "Sends and writes nothing."
+        ),
+        responses={
+            200: _answer(CampaignPreview, "The dry run"),
+            404: _answer(ErrorBody, "No such campaign"),
+            422: _answer(ErrorBody, "Unknown phase"),
+        },
+        tags=["campaigns"],
+    )
+    def preview_campaign(
+        campaign_id: str,
+        phase: Annotated[PhaseName | None, Query(description="Default: every phase.")] = None,
+    ) -> CampaignPreview:
+        return admin().preview(campaign_id, phase, _now())
+
+    def transition_route(verb: str, summary: str, description: str) -> None:
+        @app.post(
+            f"/campaigns/<campaign_id>/{verb}",
+            summary=summary,
+            description=description,
+            responses={
+                200: _answer(CampaignTransitioned, "Done"),
+                404: _answer(ErrorBody, "No such campaign"),
+                409: _answer(ErrorBody, "The transition is not allowed from the campaign's state (the reason)"),
+            },
+            tags=["campaigns"],
+            operation_id=f"{verb}_campaign",
+        )
+        def transition(campaign_id: str) -> CampaignTransitioned:
+            return admin().transition(verb, campaign_id, _now())
+
+    transition_route(
+        "pause",
+        "Pause a campaign",
+        "Stops a scheduled or running campaign: boundaries that fire while paused change nothing.",
+    )
+    transition_route(
+        "resume",
+        "Resume a paused campaign",
+        "Returns to the state it was paused in, then catches up, in order, on boundaries passed meanwhile.",
+    )
+    transition_route(
+        "cancel",
+        "Cancel a campaign",
+        "Ends a campaign that is not closed; its schedule group is deleted. Nothing more is sent.",
+    )

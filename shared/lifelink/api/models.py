@@ -85,3 +85,91 @@ class SubscriptionReport(BaseModel):
 class Granted(BaseModel):
     app_id: str
     remaining: dict[str, int] = Field(description="Grants now held per template id, this report included.")
+
+
+# ---- campaigns: administration (issue 4) -------------------------------------------------------------------
+
+
+class CampaignBoundary(BaseModel):
+    name: str = Field(description="preheat_start, burst_start, settle_start, settle_end or action:<id>.")
+    at: str = Field(description="When, ISO 8601 with the campaign's UTC offset.")
+
+
+class CampaignApplied(BaseModel):
+    """What ``POST /campaigns`` did with a definition."""
+
+    id: str
+    result: Literal["created", "updated", "unchanged"] = Field(
+        description="created: new; updated: a changed definition of a draft or scheduled campaign; "
+        "unchanged: the same definition was already applied (nothing written)."
+    )
+    state: str = Field(description="The campaign's state after applying (scheduled, or later when re-applied).")
+    definition_hash: str
+    schedules: list[str] = Field(
+        default_factory=list, description="Boundaries with a pending one-time schedule (past ones are caught up)."
+    )
+    next_boundary: CampaignBoundary | None = None
+
+
+class CampaignPhaseWindow(BaseModel):
+    phase: str
+    start: str
+    end: str
+    status: Literal["upcoming", "current", "done"] = Field(description="Relative to the time of the answer.")
+
+
+class CampaignActionStatus(BaseModel):
+    phase: str
+    id: str
+    type: str
+    fire_at: str = Field(description="When the action is due (its `at`, else the start of its phase).")
+    fired: bool = Field(description="Whether the action has fired (each fires once per phase).")
+    counts: dict[str, int] = Field(default_factory=dict, description="What it did so far (sent, granted, …).")
+
+
+class CampaignStatus(BaseModel):
+    """``GET /campaigns/{campaign_id}``: state, phase windows, the next boundary, counts per action."""
+
+    id: str
+    name: str
+    state: str = Field(description="draft, scheduled, preheat, burst, settle, closed, paused or cancelled.")
+    paused_from: str | None = Field(default=None, description="For a paused campaign: the state resume returns to.")
+    life_account: str
+    mini_programs: list[str]
+    timezone: str
+    definition_hash: str
+    phases: list[CampaignPhaseWindow]
+    next_boundary: CampaignBoundary | None = None
+    actions: list[CampaignActionStatus] = Field(default_factory=list)
+    as_of: str = Field(description="The time the status was computed at.")
+
+
+class CampaignSummary(BaseModel):
+    id: str
+    name: str
+    state: str
+    life_account: str
+    starts_at: str = Field(description="Start of preheat.")
+    ends_at: str = Field(description="End of settle.")
+
+
+class CampaignList(BaseModel):
+    campaigns: list[CampaignSummary]
+
+
+class CampaignPreview(BaseModel):
+    """``GET /campaigns/{campaign_id}/preview``: what the campaign's actions would do; nothing is sent or written."""
+
+    model_config = ConfigDict(extra="allow")
+    campaign_id: str
+    phase: str | None = Field(default=None, description="The phase previewed; absent: every phase.")
+    as_of: str
+
+
+class CampaignTransitioned(BaseModel):
+    """What pause, resume or cancel did."""
+
+    id: str
+    state: str = Field(description="The state now.")
+    previous_state: str
+    schedules_removed: bool = Field(default=False, description="cancel: the campaign's schedule group was deleted.")
