@@ -34,8 +34,10 @@ class AppRecord(BaseModel):
     gateway_url: str | None = None  # per-app override of ALIPAY_GATEWAY_URL (e.g. the sandbox)
     # Life accounts: the template message each new follower gets (LifeTemplateContent fields), or none.
     welcome: dict[str, Any] | None = None
+    # Template ids this app has at Alipay (stored as JSON text); when set, campaigns naming another are refused.
+    templates: list[str] | None = None
 
-    @field_validator("policy", "welcome", mode="before")
+    @field_validator("policy", "welcome", "templates", mode="before")
     @classmethod
     def _policy_json(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str | bytes) else value
@@ -50,7 +52,7 @@ def _to_item(record: AppRecord) -> dict[str, Any]:
     for name, value in record.model_dump(exclude_none=True).items():
         if isinstance(value, bool):
             item[name] = {"BOOL": value}
-        elif isinstance(value, dict):
+        elif isinstance(value, dict | list):
             item[name] = {"S": json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)}
         else:
             item[name] = {"S": str(value)}
@@ -117,11 +119,11 @@ class AppRegistry:
         return stamped
 
     def configure(self, app_id: str, **changes: Any) -> AppRecord:
-        """Change settings of a registered app (policy, welcome, gateway_url, seller_id, life_account).
+        """Change settings of a registered app (policy, welcome, gateway_url, seller_id, life_account, templates).
 
         A value of None removes the setting. Keys and the secret are not touched here.
         """
-        allowed = {"policy", "welcome", "gateway_url", "seller_id", "life_account"}
+        allowed = {"policy", "welcome", "gateway_url", "seller_id", "life_account", "templates"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"cannot configure {', '.join(sorted(unknown))}")
