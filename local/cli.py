@@ -4,12 +4,19 @@
                                 [--life-account LIFE_APP_ID] [--app-auth-token TOKEN] [--seller-id PID]
     lifelink [--local] apps list
     lifelink [--local] apps configure --app-id ID [--policy JSON|FILE] [--welcome JSON|FILE|none]
-                                      [--gateway-url URL|none]
+                                      [--gateway-url URL|none] [--template ID ...|--template none]
     lifelink [--local] dlq show|redrive QUEUE [--max N]       (QUEUE: events)
+    lifelink [--local] [--api-url URL] campaign apply -f FILE     (YAML or JSON; - reads stdin)
+    lifelink [--local] [--api-url URL] campaign list | status ID | preview ID [--phase P]
+    lifelink [--local] [--api-url URL] campaign pause ID | resume ID | cancel ID
 
 KEY is a file path or the key text, in any Alipay format (one-line base64 PKCS#8/PKCS#1, or PEM).
 Against AWS, the state table comes from --state-table, $LIFELINK_STATE_TABLE, or the stack's outputs
-(--stack, default "lifelink").
+(--stack, default "lifelink"). Campaign commands call the internal API (SigV4-signed): its URL comes from
+--api-url, $LIFELINK_API_URL, the local stack (--local) or the stack's ApiUrl output.
+
+Output is human-readable; --json prints JSON. Exit codes: 0 done, 1 refused or invalid (every problem is
+printed, one per line, with where it is), 2 usage or configuration (bad arguments, unreadable file, no API).
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +35,31 @@ from lifelink.alipay.errors import KeyFormatError, KeyMismatchError
 from lifelink.alipay.keys import AppKeys
 from lifelink.store.apps import DEFAULT_SECRET_PREFIX, AppRecord, AppRegistry
 from lifelink_local import localconf
+from lifelink_local.api_client import ApiAnswer, ApiClient, ApiUnavailable, client_for, path_part
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 
 class CliError(Exception):
-    pass
+    """A usage or configuration problem (exit 2)."""
+
+
+class Refused(Exception):
+    """The request was refused or the input is invalid (exit 1): every problem, one line each."""
+
+    def __init__(self, headline: str, problems: list[str], body: Any = None) -> None:
+        super().__init__(headline)
+        self.headline = headline
+        self.problems = problems
+        self.body = body
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A command's result: ``data`` for --json, ``text`` for people."""
+
+    data: Any
+    text: str
 
 
 def read_key(value: str) -> str:
@@ -132,13 +163,28 @@ def apps_configure(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"invalid settings: {problems}") from exc
     if args.gateway_url is not None:
         changes["gateway_url"] = None if args.gateway_url.lower() == "none" else args.gateway_url
+    if args.templates is not None:
+        changes["templates"] = _templates(args.templates)
     if not changes:
-        raise CliError("nothing to configure: give --policy, --welcome or --gateway-url")
+        raise CliError("nothing to configure: give --policy, --welcome, --gateway-url or --template")
     reg, _ = registry(args)
     try:
         return reg.configure(args.app_id, **changes).model_dump(exclude_none=True)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+
+
+TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _templates(values: list[str]) -> list[str] | None:
+    """``--template`` values: the app's template ids (campaigns naming another are refused); ``none`` clears."""
+    if [v.strip().lower() for v in values] == ["none"]:
+        return None
+    bad = [v for v in values if not TEMPLATE_ID.match(v)]
+    if bad:
+        raise CliError(f"not a template id: {', '.join(bad)} (letters, digits, _ and -; or none to clear)")
+    return list(dict.fromkeys(values))
 
 
 def apps_list(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -188,12 +234,253 @@ def dlq_redrive(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+# ---- campaigns (through the internal API) ----------------------------------------------------------------
+
+
+def _api(args: argparse.Namespace) -> ApiClient:
+    return client_for(
+        api_url=args.api_url, local=args.local, stack=args.stack, transport=getattr(args, "transport", None)
+    )
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: Any = None, params: dict[str, str] | None = None,
+          what: str = "") -> ApiAnswer:
+    with _api(args) as api:
+        answer = api.request(method, path, body, params)
+    if answer.ok:
+        return answer
+    problems = [format_error(e) for e in answer.errors()]
+    if answer.status == 422:
+        headline = f"{what or 'the request'} is invalid ({len(problems)} problem{'s' if len(problems) != 1 else ''}):"
+    elif answer.status >= 500:
+        headline = f"the API failed (HTTP {answer.status}):"
+    else:
+        headline = f"refused (HTTP {answer.status}):"
+    raise Refused(headline, problems, answer.body)
+
+
+def format_loc(loc: list[Any]) -> str:
+    """``["body", "phases", "preheat", "actions", 0, "at"]`` → ``phases.preheat.actions[0].at``."""
+    parts = list(loc)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def format_error(error: dict[str, Any]) -> str:
+    where = format_loc(list(error.get("loc") or []))
+    msg = str(error.get("msg", ""))
+    return f"{where}: {msg}" if where else msg
+
+
+def _plain_json(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()  # naive stays naive: wall-clock time in the campaign's time zone
+    raise TypeError(f"cannot represent {type(value).__name__} in JSON")
+
+
+def read_definition(name: str) -> dict[str, Any]:
+    """A campaign definition from a YAML or JSON file (``-``: stdin), as the JSON object the API takes."""
+    if name == "-":
+        text, label = sys.stdin.read(), "stdin"
+    else:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise CliError(f"no such file: {name}")
+        text, label = path.read_text(encoding="utf-8"), name
+    if name.lower().endswith(".json"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise Refused(f"{label} is not valid JSON:", [f"line {exc.lineno} column {exc.colno}: {exc.msg}"]) from None
+    else:
+        import yaml  # JSON is YAML too
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise Refused(f"{label} is not valid YAML:", [f"{where}{problem}"]) from None
+    if not isinstance(data, dict):
+        raise Refused(f"{label} is not a campaign definition:", ["the file must hold one mapping (id, name, phases…)"])
+    return json.loads(json.dumps(data, default=_plain_json, ensure_ascii=False))
+
+
+def _campaign_path(campaign_id: str, *rest: str) -> str:
+    return "/".join(["/campaigns", path_part(campaign_id), *rest])
+
+
+def _when(iso: str | None) -> str:
+    """``2026-06-01T10:00:00+08:00`` → ``2026-06-01 10:00 +08:00`` (the campaign's own offset)."""
+    if not iso:
+        return "-"
+    try:
+        at = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    offset = at.strftime("%z")
+    return at.strftime("%Y-%m-%d %H:%M") + (f" {offset[:3]}:{offset[3:]}" if offset else "")
+
+
+def _next(boundary: dict[str, Any] | None) -> str:
+    return f"{boundary['name']} at {_when(boundary['at'])}" if boundary else "none"
+
+
+def campaign_apply(args: argparse.Namespace) -> Rendered:
+    definition = read_definition(args.file)
+    label = "-" if args.file == "-" else Path(args.file).name
+    answer = _call(args, "POST", "/campaigns", definition, what=f"campaign definition {label}")
+    data = answer.body
+    if data["result"] == "unchanged":
+        text = f"{data['id']}: unchanged (state {data['state']}); nothing written"
+    else:
+        lines = [f"{data['id']}: {data['result']} (state {data['state']})"]
+        if data.get("schedules"):
+            lines.append(f"  schedules: {', '.join(data['schedules'])}")
+        lines.append(f"  next: {_next(data.get('next_boundary'))}")
+        text = "\n".join(lines)
+    return Rendered(data, text)
+
+
+def campaign_list(args: argparse.Namespace) -> Rendered:
+    data = _call(args, "GET", "/campaigns").body
+    rows = data.get("campaigns", [])
+    if not rows:
+        return Rendered(data, "no campaigns")
+    width = max(len(r["id"]) for r in rows)
+    lines = [
+        f"{r['id']:<{width}}  {r['state']:<9}  {_when(r['starts_at'])} → {_when(r['ends_at'])}  {r['name']}"
+        for r in rows
+    ]
+    return Rendered(data, "\n".join(lines))
+
+
+def _counts(counts: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(counts.items())) if counts else ""
+
+
+def campaign_status(args: argparse.Namespace) -> Rendered:
+    data = _call(args, "GET", _campaign_path(args.campaign_id)).body
+    state = data["state"] + (f" (from {data['paused_from']})" if data.get("paused_from") else "")
+    lines = [
+        f"{data['id']}  {data['name']}",
+        f"  state: {state}",
+        f"  life account {data['life_account']}; mini programs {', '.join(data['mini_programs'])}; "
+        f"time zone {data['timezone']}",
+        "  phases:",
+    ]
+    for w in data.get("phases", []):
+        lines.append(f"    {w['phase']:<8} {_when(w['start'])} → {_when(w['end'])}  {w['status']}")
+    lines.append(f"  next boundary: {_next(data.get('next_boundary'))}")
+    actions = data.get("actions", [])
+    if actions:
+        lines.append("  actions:")
+        width = max(len(f"{a['phase']}.{a['id']}") for a in actions)
+        for a in actions:
+            done = "fired" if a["fired"] else f"due {_when(a['fire_at'])}"
+            counts = _counts(a.get("counts") or {})
+            lines.append(f"    {a['phase'] + '.' + a['id']:<{width}}  {a['type']:<13} {done}  {counts}".rstrip())
+    return Rendered(data, "\n".join(lines))
+
+
+def _tree(value: Any, indent: int = 0) -> list[str]:
+    pad = "  " * indent
+    if isinstance(value, dict):
+        out = []
+        for k, v in value.items():
+            if isinstance(v, dict | list) and v:
+                out.append(f"{pad}{k}:")
+                out.extend(_tree(v, indent + 1))
+            else:
+                out.append(f"{pad}{k}: {_scalar(v)}")
+        return out
+    if isinstance(value, list):
+        out = []
+        for item in value:
+            if isinstance(item, dict | list) and item:
+                sub = _tree(item, indent + 1)
+                out.append(f"{pad}- {sub[0].strip()}")
+                out.extend(sub[1:])
+            else:
+                out.append(f"{pad}- {_scalar(item)}")
+        return out
+    return [f"{pad}{_scalar(value)}"]
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict | list):
+        return "none"
+    return str(value)
+
+
+def campaign_preview(args: argparse.Namespace) -> Rendered:
+    params = {"phase": args.phase} if args.phase else None
+    data = _call(args, "GET", _campaign_path(args.campaign_id, "preview"), params=params).body
+    rest = {k: v for k, v in data.items() if k not in ("campaign_id", "phase", "as_of")}
+    head = f"{data['campaign_id']}: dry run of {data.get('phase') or 'every phase'} (nothing sent or written)"
+    return Rendered(data, "\n".join([head, *_tree(rest, 1)]))
+
+
+def _transition(verb: str) -> Any:
+    def run(args: argparse.Namespace) -> Rendered:
+        data = _call(args, "POST", _campaign_path(args.campaign_id, verb)).body
+        text = f"{data['id']}: {data['state']} (was {data['previous_state']})"
+        if data.get("schedules_removed"):
+            text += "; its schedules are deleted"
+        return Rendered(data, text)
+
+    run.__name__ = f"campaign_{verb}"
+    return run
+
+
+campaign_pause = _transition("pause")
+campaign_resume = _transition("resume")
+campaign_cancel = _transition("cancel")
+
+
+def _campaign_parser(sub: Any) -> None:
+    def command(name: str, text: str, run: Any) -> argparse.ArgumentParser:
+        cmd = camp.add_parser(name, help=text)
+        cmd.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+        cmd.set_defaults(run=run)
+        return cmd
+
+    camp = sub.add_parser("campaign", help="campaigns (through the internal API)").add_subparsers(
+        dest="command", required=True
+    )
+    apply = command("apply", "validate, store and schedule a campaign definition", campaign_apply)
+    apply.add_argument("-f", "--file", required=True, help="the definition, YAML or JSON (- reads stdin)")
+    command("list", "every campaign and its state", campaign_list)
+    status = command("status", "state, phase windows, next boundary, counts per action", campaign_status)
+    status.add_argument("campaign_id", metavar="ID")
+    preview = command("preview", "dry run: what the actions would do (sends and writes nothing)", campaign_preview)
+    preview.add_argument("campaign_id", metavar="ID")
+    preview.add_argument("--phase", choices=["preheat", "burst", "settle"], help="one phase (default: every phase)")
+    for verb, run, text in (
+        ("pause", campaign_pause, "pause a scheduled or running campaign"),
+        ("resume", campaign_resume, "resume a paused campaign (catches up in order)"),
+        ("cancel", campaign_cancel, "cancel a campaign and delete its schedules"),
+    ):
+        command(verb, text, run).add_argument("campaign_id", metavar="ID")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lifelink", description="Operate lifelink (AWS, or the local stack).")
     p.add_argument("--local", action="store_true", help="use the local stack (.lifelink/local.json)")
     p.add_argument("--stack", default=os.environ.get("LIFELINK_STACK", "lifelink"), help="CloudFormation stack")
     p.add_argument("--state-table", help="state table name (overrides the stack's output)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--api-url", help="the internal API's base URL (campaign commands; default $LIFELINK_API_URL)")
     sub = p.add_subparsers(dest="group", required=True)
     apps = sub.add_parser("apps", help="the app registry").add_subparsers(dest="command", required=True)
     add = apps.add_parser("add", help="register an app (keys go to Secrets Manager)")
@@ -210,6 +497,8 @@ def _parser() -> argparse.ArgumentParser:
     conf.add_argument("--policy", help="MessagePolicy as JSON or a JSON file (caps, quiet hours, rate); none resets")
     conf.add_argument("--welcome", help="the template message new followers get, as JSON or a file; none removes")
     conf.add_argument("--gateway-url", help="per-app Alipay gateway (e.g. the sandbox); none removes")
+    conf.add_argument("--template", action="append", dest="templates", metavar="ID",
+                      help="a template id the app has at Alipay (repeat for each; replaces the list); none clears")
     conf.set_defaults(run=apps_configure)
     ls = apps.add_parser("list", help="list registered apps and bindings")
     ls.set_defaults(run=apps_list)
@@ -221,10 +510,14 @@ def _parser() -> argparse.ArgumentParser:
         if verb == "redrive":
             cmd.add_argument("--max", type=int, default=None, help="move at most N messages")
         cmd.set_defaults(run=fn)
+    _campaign_parser(sub)
     return p
 
 
 def _print(result: Any, as_json: bool) -> None:
+    if isinstance(result, Rendered):
+        print(json.dumps(result.data, indent=2, ensure_ascii=False) if as_json else result.text)
+        return
     if as_json or isinstance(result, dict):
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return
@@ -236,14 +529,23 @@ def _print(result: Any, as_json: bool) -> None:
         print(f"{r['app_id']:<20} {r['kind']:<5}{bound}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, transport: Any = None) -> int:
+    """Runs one command; ``transport`` (an httpx transport) replaces the network for campaign commands."""
     args = _parser().parse_args(argv)
+    args.transport = transport
     try:
         _print(args.run(args), args.json)
-    except (CliError, FileNotFoundError) as exc:
+    except Refused as exc:
+        if args.json and exc.body is not None:
+            print(json.dumps(exc.body, indent=2, ensure_ascii=False))
+        print(f"lifelink: {exc.headline}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (CliError, FileNotFoundError, ApiUnavailable) as exc:
         print(f"lifelink: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 if __name__ == "__main__":
