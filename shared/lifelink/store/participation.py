@@ -16,7 +16,7 @@ Items in the state table, all under the campaign's partition ``pk = CAMPAIGN#<ca
 ``VOTE#<action>#<entry>#<day>#<voter>``        ``voter``, ``entry_id``, ``day`` (campaign time zone), ``at``
 ``CLAIM#<action>#<user>``                      ``user``, ``claimed_at`` (= ``at``), ``ledger_key`` + job fields
 ``ANSWER#<action>#<user>``                     ``user``, ``at``, ``answers`` (JSON)
-``DRAW#<action>``                              written by the winner draw (lifelink.store.campaigns): ``winners``
+``DRAW#<action>``                              the winner draw (read through lifelink.store.campaigns)
 =============================================  ==================================================================
 
 **Once per user, never oversold.** A grant is one ``TransactWriteItems``: a ``Put`` of the per-user item on
@@ -45,7 +45,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -64,6 +64,7 @@ from lifelink.domain.campaigns import (
 )
 from lifelink.domain.messages import Channel, OutboundJob, Recipient, parse_job
 from lifelink.store.audience import Audience
+from lifelink.store.campaigns import CampaignStore, StoredCampaign
 from lifelink.store.ledger import Ledger
 
 QUEUE_LEASE = timedelta(seconds=30)
@@ -182,13 +183,6 @@ class SurveyAnswer:
     created: bool
 
 
-@dataclass
-class ActionCounts:
-    action_id: str
-    type: str
-    counts: dict[str, int] = field(default_factory=dict)
-
-
 # ---- helpers ---------------------------------------------------------------------------------------------
 
 
@@ -302,6 +296,7 @@ class Participation:
         self._queue_url = queue_url
         self._audience = audience or Audience(dynamodb, table)
         self._ledger = ledger or Ledger(dynamodb, table)
+        self._campaigns = CampaignStore(dynamodb, table)
         self._sleep = sleep
 
     # ---- low level ---------------------------------------------------------------------------------------
@@ -323,6 +318,7 @@ class Participation:
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
             "ExpressionAttributeValues": {":pk": self._pk(campaign_id), ":prefix": {"S": prefix}},
+            "ConsistentRead": True,
         }
         if projection:
             names = {f"#p{i}": name for i, name in enumerate(projection.split(","))}
@@ -341,6 +337,7 @@ class Participation:
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
             "ExpressionAttributeValues": {":pk": self._pk(campaign_id), ":prefix": {"S": prefix}},
+            "ConsistentRead": True,
             "Select": "COUNT",
         }
         total = 0
@@ -804,11 +801,13 @@ class Participation:
 
     # ---- claims ------------------------------------------------------------------------------------------
     def winners(self, campaign_id: str, action_id: str) -> list[str] | None:
-        """The drawn winners of a Winners action (None before the draw)."""
-        item = self._get(campaign_id, f"DRAW#{action_id}")
-        if item is None or item.get("winners") is None:
-            return None
-        return [str(w) for w in item["winners"]]
+        """The drawn winners of a Winners action (None before the draw), as the campaign store keeps them."""
+        draw = self._campaigns.get_draw(campaign_id, action_id)
+        return None if draw is None else [str(w) for w in draw.winners]
+
+    def load(self, campaign_id: str) -> StoredCampaign | None:
+        """The campaign's definition and state (lifelink.store.campaigns)."""
+        return self._campaigns.get(campaign_id)
 
     def claim(
         self,
@@ -932,38 +931,39 @@ class Participation:
             raise ValueError(f"unknown pool {pool!r} (pools: {', '.join(POOLS)})")
         return sorted({str(u) for u in users})
 
-    def counts(self, campaign: Campaign) -> dict[str, ActionCounts]:
-        """Counts per participation action, for ``campaign status``."""
-        out: dict[str, ActionCounts] = {}
+    def counts(self, campaign: Campaign) -> dict[str, dict[str, int]]:
+        """Counts per participation action (keyed by action id), for ``campaign status``. Flash sales count per
+        window: ``taken.<window>`` and ``left.<window>``."""
+        out: dict[str, dict[str, int]] = {}
         for _, action in campaign.actions():
-            c = ActionCounts(action.id, action.type)
+            c: dict[str, int] = {}
             a = action.id
             if isinstance(action, EarlyBird):
-                c.counts = {
+                c = {
                     "reservations": self._count(campaign.id, f"RES#{a}#"),
                     "stock_left": self.stock_left(campaign, action.coupon),
                 }
             elif isinstance(action, FlashSale):
                 for w in action.windows:
-                    c.counts[f"taken.{w.id}"] = self._count(campaign.id, f"FLASHUSER#{a}#{w.id}#")
-                    c.counts[f"left.{w.id}"] = self.flash_left(campaign, a, w.id, w.stock)
+                    c[f"taken.{w.id}"] = self._count(campaign.id, f"FLASHUSER#{a}#{w.id}#")
+                    c[f"left.{w.id}"] = self.flash_left(campaign, a, w.id, w.stock)
             elif isinstance(action, ShareTask):
                 shares = list(self._query(campaign.id, f"SHARE#{a}#", "reward"))
-                c.counts = {
+                c = {
                     "shares": len(shares),
                     "rewarded": sum(1 for s in shares if s.get("reward") == "granted"),
                     "stock_left": self.stock_left(campaign, action.reward),
                 }
             elif isinstance(action, UgcChallenge):
-                c.counts = {
+                c = {
                     "entries": self._count(campaign.id, f"ENTRY#{a}#"),
                     "votes": self._count(campaign.id, f"VOTE#{a}#"),
                 }
             elif isinstance(action, Winners):
                 winners = self.winners(campaign.id, a)
-                c.counts = {"winners": len(winners or []), "claims": self._count(campaign.id, f"CLAIM#{a}#")}
+                c = {"winners": len(winners or []), "claims": self._count(campaign.id, f"CLAIM#{a}#")}
             elif isinstance(action, Survey):
-                c.counts = {"answers": self._count(campaign.id, f"ANSWER#{a}#")}
+                c = {"answers": self._count(campaign.id, f"ANSWER#{a}#")}
             else:
                 continue
             out[a] = c
