@@ -173,3 +173,173 @@ class CampaignTransitioned(BaseModel):
     state: str = Field(description="The state now.")
     previous_state: str
     schedules_removed: bool = Field(default=False, description="cancel: the campaign's schedule group was deleted.")
+
+
+# ---- campaign participation (lifelink.api.campaign_participation) ----------------------------------------
+
+ParticipationActionId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=24, pattern=r"^[a-z0-9][a-z0-9_-]*$"),
+    Field(description="The id of the campaign action taken part in."),
+]
+ParticipationApp = Annotated[
+    AppId | None,
+    Field(
+        description="The app the user's id belongs to (open_ids are per app): one of the campaign's apps. "
+        "Default: the campaign's first mini program. Coupon jobs are sent as this app."
+    ),
+]
+
+
+class CampaignUser(BaseModel):
+    """A user as the mini program's backend knows them: exactly one of ``user_id`` (2088…) or ``open_id``."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    open_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CampaignUser:
+        if (self.open_id is None) == (self.user_id is None):
+            raise ValueError("give exactly one of open_id or user_id")
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.open_id or self.user_id or ""
+
+
+class _ParticipationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: ParticipationActionId
+    user: CampaignUser
+
+
+class ReservationRequest(_ParticipationRequest):
+    """An early-bird reservation."""
+
+    app_id: ParticipationApp = None
+
+
+class FlashSaleRequest(_ParticipationRequest):
+    """Take one unit of a flash-sale window's stock."""
+
+    window: ParticipationActionId = Field(description="The flash window's id.")
+
+
+class ShareRequest(_ParticipationRequest):
+    """The user shared (as the share task asks)."""
+
+    app_id: ParticipationApp = None
+
+
+class EntryRequest(_ParticipationRequest):
+    """A UGC challenge entry."""
+
+    title: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+    content_url: Annotated[str, StringConstraints(max_length=1024, pattern=r"^https?://\S+$")] | None = Field(
+        default=None, description="Where the entry's content (photo, video) is."
+    )
+
+
+class VoteRequest(_ParticipationRequest):
+    """A vote for an entry (one per voter per entry per day in the campaign's time zone)."""
+
+    entry_id: Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+    app_id: ParticipationApp = None
+
+
+class ClaimRequest(_ParticipationRequest):
+    """A winner claims the prize."""
+
+    app_id: ParticipationApp = None
+
+
+SurveyValue = Annotated[int | str, Field(description="rating: 1..5; choice: one of the options; text: ≤ 500 chars.")]
+
+
+class SurveyRequest(_ParticipationRequest):
+    """A survey answer: question id → value."""
+
+    answers: dict[Annotated[str, StringConstraints(min_length=1, max_length=24)], SurveyValue] = Field(
+        min_length=1, max_length=20
+    )
+
+
+class ParticipationGrant(BaseModel):
+    """A reservation, share or claim: recorded once per user."""
+
+    campaign_id: str
+    action: str
+    result: str = Field(
+        description="reserved | already_reserved, shared | already_shared, claimed | already_claimed: the already_ "
+        "answers are the user's earlier record (nothing new is granted or queued)."
+    )
+    at: str = Field(description="When it was recorded (the first time).")
+    coupon: str | None = Field(default=None, description="The campaign coupon granted.")
+    coupon_status: Literal["queued", "queueing", "sold_out", "none"] = Field(
+        description="queued: the coupon job is on the outbound queue; queueing: another request is queueing it; "
+        "sold_out: recorded without a coupon (shares only); none: no coupon."
+    )
+    ledger_key: str | None = Field(default=None, description="The coupon job's send-ledger entry.")
+
+
+class FlashSaleTaken(BaseModel):
+    campaign_id: str
+    action: str
+    window: str
+    result: Literal["taken", "already_taken"]
+    sku: str
+    at: str
+
+
+class CampaignEntry(BaseModel):
+    entry_id: str
+    action: str
+    user: str = Field(description="The entrant's open_id or user_id.")
+    title: str
+    content_url: str | None = None
+    at: str
+    votes: int
+
+
+class VoteRecorded(BaseModel):
+    entry_id: str
+    day: str = Field(description="The calendar day the vote counts for (campaign time zone).")
+    votes: int = Field(description="The entry's votes, this one included.")
+
+
+class LeaderboardEntry(CampaignEntry):
+    rank: int
+
+
+class Leaderboard(BaseModel):
+    campaign_id: str
+    action: str
+    entries: list[LeaderboardEntry] = Field(description="Most votes first; ties go to the earlier entry.")
+
+
+class ClaimsSummaryBody(BaseModel):
+    campaign_id: str
+    action: str
+    winners: int
+    claimed: int
+    fulfilled: int = Field(description="Claims whose prize coupon was sent (its ledger entry reached `sent`).")
+    claim_rate: float = Field(description="claimed / winners.")
+    redemption_rate: float = Field(description="fulfilled / winners.")
+
+
+class SurveyRecorded(BaseModel):
+    campaign_id: str
+    action: str
+    result: Literal["answered", "already_answered"]
+    at: str
+
+
+class SurveySummaryBody(BaseModel):
+    campaign_id: str
+    action: str
+    answers: int
+    average_rating: dict[str, float | None] = Field(description="Per rating question (None: no ratings yet).")
+    option_counts: dict[str, dict[str, int]] = Field(description="Per choice question, answers per option.")
+    text_answers: dict[str, int] = Field(description="Per text question, how many answered it.")
