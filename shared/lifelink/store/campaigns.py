@@ -258,16 +258,18 @@ class CampaignStore:
             raise
         return True
 
-    def save_cursor(self, campaign_id: str, phase: str, action_id: str, cursor: str, now: datetime) -> None:
-        """Record fan-out progress (the last user queued) and extend the claim's lease."""
+    def save_cursor(self, campaign_id: str, phase: str, action_id: str, cursor: str, now: datetime,
+                    counts: dict[str, Any] | None = None) -> None:
+        """Record fan-out progress (the last user queued, the counts so far) and extend the claim's lease."""
         self._ddb.update_item(
             TableName=self._table,
             Key=_key(campaign_id, f"FIRED#{phase}#{action_id}"),
-            UpdateExpression="SET #c = :c, lease_until = :lease",
+            UpdateExpression="SET #c = :c, lease_until = :lease, #r = :r",
             ConditionExpression="#st = :claimed",
-            ExpressionAttributeNames={"#c": "cursor", "#st": "status"},
+            ExpressionAttributeNames={"#c": "cursor", "#st": "status", "#r": "result"},
             ExpressionAttributeValues={
                 ":c": {"S": cursor}, ":lease": {"S": _iso(now + CLAIM_LEASE)}, ":claimed": {"S": "claimed"},
+                ":r": {"S": json.dumps(counts or {}, separators=(",", ":"), default=str)},
             },
         )
 
