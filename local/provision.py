@@ -38,6 +38,7 @@ QUEUE = "AWS::SQS::Queue"
 SECRET = "AWS::SecretsManager::Secret"
 FUNCTION = "AWS::Serverless::Function"
 HTTP_API = "AWS::Serverless::HttpApi"
+ROLE = "AWS::IAM::Role"
 
 # Template queue properties -> SQS attribute names (same names, except those mapped here).
 _QUEUE_ATTRIBUTES = (
@@ -91,6 +92,20 @@ class EventSourceMapping:
     @property
     def report_batch_item_failures(self) -> bool:
         return "ReportBatchItemFailures" in self.function_response_types
+
+
+@dataclass(frozen=True)
+class ScheduleEvent:
+    """One ``ScheduleV2`` event of a function: EventBridge Scheduler invokes it on ``expression`` with ``input``."""
+
+    function_id: str
+    event_id: str
+    handler_file: Path
+    handler_name: str
+    expression: str
+    timezone: str
+    input: str | None
+    enabled: bool
 
 
 def _plain(node: Any) -> Any:
@@ -231,6 +246,29 @@ class SamTemplate:
             )
         return mappings
 
+    def schedule_events(self) -> list[ScheduleEvent]:
+        """Every ``ScheduleV2`` event (the local ticker fires them; moto holds no schedule the template makes)."""
+        found = []
+        for function_id in self.of_type(FUNCTION):
+            for event_id, event in (self.properties(function_id).get("Events") or {}).items():
+                if event.get("Type") != "ScheduleV2":
+                    continue
+                props = event.get("Properties") or {}
+                handler_file, handler_name = self.handler_location(function_id)
+                found.append(
+                    ScheduleEvent(
+                        function_id=function_id,
+                        event_id=str(event_id),
+                        handler_file=handler_file,
+                        handler_name=handler_name,
+                        expression=str(props.get("ScheduleExpression", "")),
+                        timezone=str(props.get("ScheduleExpressionTimezone") or "UTC"),
+                        input=str(props["Input"]) if isinstance(props.get("Input"), str) else None,
+                        enabled=str(props.get("State", "ENABLED")).upper() != "DISABLED",
+                    )
+                )
+        return found
+
     def queues_in_creation_order(self) -> list[str]:
         """Queue logical ids, every dead-letter queue before the queues that redrive to it."""
         queues = self.of_type(QUEUE)
@@ -315,6 +353,26 @@ class Provisioned:
     def http_routes(self) -> list[HttpRoute]:
         return self.template.http_routes()
 
+    def schedule_events(self) -> list[ScheduleEvent]:
+        return self.template.schedule_events()
+
+    def function_name(self, function_id: str) -> str:
+        """The function's ``FunctionName`` when the template sets one, else ``f"{prefix}-{LogicalId}"``."""
+        if self.template.resources.get(function_id, {}).get("Type") != FUNCTION:
+            raise TemplateError(f"{function_id!r} is not a function in the template")
+        name = self.template.properties(function_id).get("FunctionName")
+        return self.resolve(name, f"{function_id}.FunctionName") if name is not None else f"{self.prefix}-{function_id}"
+
+    def function_arn(self, function_id: str) -> str:
+        """A placeholder ARN for the function (nothing is deployed locally; the ticker maps it to the handler)."""
+        return f"arn:aws:lambda:{self.region}:{LOCAL_ACCOUNT_ID}:function:{self.function_name(function_id)}"
+
+    def role_arn(self, role_id: str) -> str:
+        """A placeholder ARN for an IAM role of the template (IAM is not enforced locally)."""
+        if self.template.resources.get(role_id, {}).get("Type") != ROLE:
+            raise TemplateError(f"{role_id!r} is not an IAM role in the template")
+        return f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/{self.prefix}-{role_id}"
+
     # ---- intrinsic functions, as far as the local stack needs them
 
     def resolve(self, value: Any, where: str = "value") -> str:
@@ -362,6 +420,11 @@ class Provisioned:
         raise TemplateError(f"{where}: !Ref {name} has no local value (not a parameter, table, queue or secret)")
 
     def _get_att(self, target: str, attr: str, where: str) -> str:
+        kind = self.template.resources.get(target, {}).get("Type")
+        if attr == "Arn" and kind == FUNCTION:
+            return self.function_arn(target)
+        if attr == "Arn" and kind == ROLE:
+            return self.role_arn(target)
         table = {"Arn": self.table_arns} if target in self.tables else {}
         queue = (
             {"Arn": self.queue_arns, "QueueName": self.queue_names, "QueueUrl": self.queues}
