@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -57,7 +57,7 @@ class PlannedSchedule:
 
     name: str
     boundary: str
-    at: datetime  # aware, in the campaign's zone, whole seconds
+    at: datetime  # aware, in the campaign's zone, whole seconds (rounded up)
     expression: str
     timezone: str
     input: dict[str, str]
@@ -83,7 +83,9 @@ def plan(campaign: Campaign) -> list[PlannedSchedule]:
     zone = campaign.zone
     out = []
     for boundary, when in campaign.boundaries():
-        local = when.astimezone(zone).replace(microsecond=0)
+        local = when.astimezone(zone)
+        if local.microsecond:  # at() takes whole seconds: never fire before the boundary itself
+            local = local.replace(microsecond=0) + timedelta(seconds=1)
         out.append(
             PlannedSchedule(
                 name=schedule_name(boundary),

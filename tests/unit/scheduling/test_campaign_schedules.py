@@ -180,3 +180,10 @@ def test_apply_and_remove_need_no_listing_permission(scheduler: Any) -> None:
     again = schedules.create_for(_campaign(), now=NOW, previous=_campaign(topic_at="2030-11-01T20:30:00"))
     assert again.deleted == ("action-topic",) and len(again.kept) == 4
     assert schedules.remove("double-11") is True
+
+
+def test_a_boundary_with_fractional_seconds_is_scheduled_on_the_next_whole_second() -> None:
+    start = datetime(2030, 11, 1, 10, 0, 0, 250_000)
+    (first, *_) = plan(_campaign(start=start))
+    assert first.expression == "at(2030-11-01T10:00:01)"
+    assert datetime.fromisoformat(first.input["scheduled_at"]) >= start.replace(tzinfo=SHANGHAI)
