@@ -113,4 +113,6 @@ def can_transition(from_state: CampaignState | str, to_state: CampaignState | st
         return b in LIVE_STATES
     if a is CampaignState.draft:
         return b is CampaignState.scheduled
+    if b is CampaignState.closed:
+        return a is CampaignState.settle
     return b in _ORDER and _ORDER[b] > _ORDER[a] >= _ORDER[CampaignState.scheduled]
