@@ -4,6 +4,8 @@
     HTTP front (API Gateway)        127.0.0.1:$LIFELINK_API_PORT    (3000)
     Alipay simulator                127.0.0.1:$LIFELINK_ALIPAY_PORT (3001)
     SQS pollers                     one per SQS event source in template.yaml
+    Scheduler ticker                fires the EventBridge Scheduler schedules held in moto, and the
+                                    template's ScheduleV2 rate() events ($LIFELINK_TICKER_SPEED, default 1)
 
 Tables and queues come from template.yaml itself; functions get the environment the template gives them.
 Keys are generated once into .lifelink/, and .lifelink/local.json describes the stack for clients.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -31,12 +34,14 @@ from lifelink_local.handlers import load_function
 from lifelink_local.keys import ensure_pair
 from lifelink_local.motoserver import MotoServer
 from lifelink_local.pollers import PollerGroup, SqsPoller
-from lifelink_local.provision import Provisioned, provision
+from lifelink_local.provision import FUNCTION, Provisioned, provision
 from lifelink_local.simulator import LOCAL_TIME_SCALE, AlipaySimulator
+from lifelink_local.ticker import RateSchedule, ScaledClock, SchedulerTicker
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
+TICKER_SPEED_ENV = "LIFELINK_TICKER_SPEED"
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ class LocalStack:
     tap: EventTap = field(default_factory=lambda: EventTap())
     provisioned: Provisioned | None = None
     conf: dict[str, Any] = field(default_factory=dict)
+    ticker: SchedulerTicker | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -127,6 +133,7 @@ class LocalStack:
         self.front = Front(self._routes(), self.api_port)
         self.front.start()
         self._start_pollers()
+        self._start_ticker()
         apps = self._register_apps(alipay.public.read_text())
         self.conf = {
             "api_url": self.front.url,
@@ -150,6 +157,8 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        if self.ticker is not None:
+            self.ticker.stop()
         self.pollers.stop()
         for part in (self.front, self.sim, self.moto):
             if part is not None:
@@ -194,6 +203,42 @@ class LocalStack:
                 )
             )
         self.pollers.start()
+
+    def _start_ticker(self) -> None:
+        """EventBridge Scheduler's deliveries: every function of the template is a target under its local ARN."""
+        assert self.provisioned is not None
+        provisioned = self.provisioned
+        targets = {
+            provisioned.function_arn(function_id): self._lazy_function(function_id)
+            for function_id in provisioned.template.of_type(FUNCTION)
+        }
+        rates = [
+            RateSchedule(f"{event.function_id}.{event.event_id}", provisioned.function_arn(event.function_id),
+                         event.expression, event.input)
+            for event in provisioned.schedule_events()
+            if event.enabled
+        ]
+        speed = float(os.environ.get(TICKER_SPEED_ENV) or 1.0)
+        self.ticker = SchedulerTicker(
+            boto3.client("scheduler"), targets, rates=rates, clock=ScaledClock(speed), interval_s=0.5
+        ).start()
+
+    def _lazy_function(self, function_id: str) -> Any:
+        """The function's handler, loaded on first delivery (most functions are never a Scheduler target)."""
+        assert self.provisioned is not None
+        provisioned = self.provisioned
+        loaded: list[Any] = []
+        lock = threading.Lock()
+
+        def invoke(event: dict[str, Any]) -> Any:
+            with lock:
+                if not loaded:
+                    handler_file, handler_name = provisioned.template.handler_location(function_id)
+                    loaded.append(load_function(handler_file, env=provisioned.function_environment(function_id),
+                                                handler_name=handler_name, function_name=function_id))
+            return loaded[0](event)
+
+        return invoke
 
     def _queue_pairs(self) -> dict[str, dict[str, str]]:
         """Every queue with a dead-letter queue, by short name (EventsQueue → "events")."""
@@ -242,6 +287,55 @@ class LocalStack:
         return out
 
 
+def _start_demo_campaign(stack: LocalStack) -> Any:
+    """Apply local/demo/campaign.yaml and print its transitions as they happen (None when it was refused)."""
+    from lifelink_local.campaign_demo import CampaignWatch, apply_demo, time_scale
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    print(f"\nDemo campaign (local/demo/campaign.yaml, time scale {time_scale():g}):")
+    try:
+        applied = apply_demo(stack)
+    except Exception as exc:
+        print(f"  not applied: {exc!r}")
+        return None
+    if applied.via == "api" and applied.status not in (200, 201):
+        print(f"  POST /campaigns answered {applied.status}: {json.dumps(applied.answer, ensure_ascii=False)}")
+        return None
+    campaign = applied.campaign
+    phases = ", ".join(
+        f"{name} {spec.start.astimezone(campaign.zone):%H:%M:%S}–{spec.end.astimezone(campaign.zone):%H:%M:%S}"
+        for name, spec in campaign.phases.items()
+    )
+    how = "POST /campaigns" if applied.via == "api" else "the campaign store + CampaignSchedules (no /campaigns route)"
+    print(f"  {campaign.id} applied through {how}: {phases} ({campaign.timezone})")
+    watch = CampaignWatch(stack, campaign, say=say)
+    if stack.ticker is not None:
+        previous = stack.ticker.on_fire
+        stack.ticker.on_fire = watch.on_fire if previous is None else (lambda f: (previous(f), watch.on_fire(f)))
+    return watch.start()
+
+
+def _seconds_until_closed(campaign: Any) -> float:
+    from datetime import UTC, datetime
+
+    return max(0.0, (campaign.phases.settle.end - datetime.now(UTC)).total_seconds())
+
+
+def _summary_when_closed(watch: Any) -> None:
+    watch.finished.wait()
+    watch.stop()
+    _print_campaign_summary(watch)
+
+
+def _print_campaign_summary(watch: Any) -> None:
+    print("\nDemo campaign summary:")
+    for line in watch.summary():
+        print(f"  {line}")
+    sys.stdout.flush()
+
+
 def _serve_forever(stack: LocalStack) -> None:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -252,6 +346,7 @@ def _serve_forever(stack: LocalStack) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make run", description=__doc__.splitlines()[0])
     parser.add_argument("--no-journey", action="store_true", help="start the stack without the demo journey")
+    parser.add_argument("--no-campaign", action="store_true", help="do not apply the demo campaign")
     parser.add_argument("--exit", action="store_true", help="exit after the journey instead of serving")
     parser.add_argument("--verbose", action="store_true", help="show the functions' INFO logs")
     parser.add_argument("--state-dir", type=Path, default=localconf.STATE_DIR)
@@ -273,6 +368,14 @@ def main(argv: list[str] | None = None) -> int:
             result = run_journey(stack)
             print_journey(result)
             ok = result.ok
+        watch = None if args.no_campaign else _start_demo_campaign(stack)
+        if watch is not None and args.exit:  # --exit waits for the demo campaign to close
+            closed = watch.finished.wait(_seconds_until_closed(watch.campaign) + 60)
+            watch.stop()
+            _print_campaign_summary(watch)
+            ok = ok and closed
+        elif watch is not None:
+            threading.Thread(target=_summary_when_closed, args=(watch,), name="campaign-summary", daemon=True).start()
         if args.exit:
             return 0 if ok else 1
         print("\nserving; Ctrl-C to stop")
