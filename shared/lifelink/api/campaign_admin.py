@@ -8,6 +8,7 @@ request from :class:`lifelink.api.resolver.ApiDeps`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,11 @@ from lifelink.api.models import (
     CampaignTransitioned,
     ErrorBody,
 )
-from lifelink.domain.campaigns import PHASES, Campaign, CampaignState
+from lifelink.domain.campaign_checks import CampaignInvalid, CampaignWorld, check_campaign
+from lifelink.domain.campaigns import TERMINAL_STATES, Campaign, CampaignState
+from lifelink.domain.phases import LIVE_STATES, fired_key
+from lifelink.scheduling import CampaignSchedules
+from lifelink.store.campaigns import CampaignLocked, CampaignStore, RegistryWorld, StoredCampaign
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
@@ -39,7 +44,7 @@ if TYPE_CHECKING:
     from lifelink.api.resolver import ApiDeps
 
 PhaseName = Literal["preheat", "burst", "settle"]
-EDITABLE_STATES = frozenset({CampaignState.draft, CampaignState.scheduled})
+_CAMPAIGN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")  # lifelink.domain.campaigns.Slug
 
 _JSON = "application/json"
 
@@ -118,21 +123,25 @@ def campaign_status(
     state: str,
     paused_from: str | None,
     fired: set[str],
-    counts: Mapping[str, Mapping[str, int]],
+    counts: Mapping[str, Mapping[str, Any]],
     now: datetime,
 ) -> CampaignStatus:
-    """The status answer: ``fired`` holds ``"<phase>.<action id>"``; ``counts`` is keyed by action id."""
-    actions = [
-        CampaignActionStatus(
-            phase=phase,
-            id=action.id,
-            type=action.type,
-            fire_at=_iso(campaign.fire_time(phase, action), campaign),
-            fired=f"{phase}.{action.id}" in fired,
-            counts={str(k): int(v) for k, v in (counts.get(action.id) or {}).items()},
+    """The status answer: ``fired`` holds ``"<phase>.<action id>"`` of actions done; ``counts`` maps the same keys
+    to what each action recorded (numbers are shown, other values left out)."""
+    actions = []
+    for phase, action in campaign.actions():
+        key = fired_key(phase, action.id)
+        recorded = counts.get(key) or {}
+        actions.append(
+            CampaignActionStatus(
+                phase=phase,
+                id=action.id,
+                type=action.type,
+                fire_at=_iso(campaign.fire_time(phase, action), campaign),
+                fired=key in fired,
+                counts={str(k): int(v) for k, v in recorded.items() if isinstance(v, int) and not isinstance(v, bool)},
+            )
         )
-        for phase, action in campaign.actions()
-    ]
     return CampaignStatus(
         id=campaign.id,
         name=campaign.name,
@@ -143,82 +152,94 @@ def campaign_status(
         timezone=campaign.timezone,
         definition_hash=campaign.definition_hash(),
         phases=phase_windows(campaign, now),
-        next_boundary=next_boundary(campaign, now) if state not in ("closed", "cancelled") else None,
+        next_boundary=None if CampaignState(state) in TERMINAL_STATES else next_boundary(campaign, now),
         actions=actions,
         as_of=now.astimezone(campaign.zone).isoformat(),
     )
 
 
+def transition_target(verb: str, stored: StoredCampaign) -> tuple[CampaignState | None, str]:
+    """The state ``verb`` (pause, resume, cancel) moves the campaign to, or None and why it cannot."""
+    state, cid = stored.state, stored.campaign.id
+    if verb == "pause":
+        if state in LIVE_STATES:
+            return CampaignState.paused, ""
+        if state is CampaignState.paused:
+            was = stored.paused_from.value if stored.paused_from else "an unknown state"
+            return None, f"campaign {cid} is already paused (in {was})"
+        if state is CampaignState.draft:
+            return None, f"campaign {cid} is a draft: nothing runs until it is applied"
+        return None, f"campaign {cid} is {state.value}: there is nothing left to pause"
+    if verb == "resume":
+        if state is CampaignState.paused and stored.paused_from is not None:
+            return stored.paused_from, ""
+        return None, f"campaign {cid} is {state.value}, not paused: only a paused campaign resumes"
+    if verb == "cancel":
+        if state in TERMINAL_STATES:
+            return None, f"campaign {cid} is already {state.value}"
+        return CampaignState.cancelled, ""
+    raise ValueError(f"unknown transition {verb!r}")
+
+
+Runner = Any  # lifelink.campaign_runner.CampaignRunner: preview(campaign_id, phase, now) -> dict
+
+
 @dataclass
 class CampaignAdmin:
-    """The administration of campaigns over the core parts (store, checks, schedules, runner)."""
+    """The administration of campaigns over the core parts: store, checks, schedules, and (for dry runs) the
+    runner, built only when needed."""
 
-    store: Any  # lifelink.store.campaigns.CampaignStore
-    world: Any  # lifelink.domain.campaign_checks world: app(app_id), audience_size(campaign)
-    schedules: Any  # lifelink.scheduling.CampaignSchedules
-    runner: Any  # lifelink.campaign_runner.CampaignRunner
+    store: CampaignStore
+    world: CampaignWorld
+    schedules: CampaignSchedules
+    runner_factory: Callable[[], Runner] | None = None
     logger: Logger | None = None
-    check: Callable[[Any, Any], Campaign] | None = None  # lifelink.domain.campaign_checks.check_campaign
 
     @classmethod
     def from_deps(cls, d: ApiDeps) -> CampaignAdmin:
-        from lifelink.campaign_runner import CampaignRunner
-        from lifelink.domain.campaign_checks import CampaignWorld, check_campaign
-        from lifelink.scheduling import CampaignSchedules
-        from lifelink.store.campaigns import CampaignStore
-
         store = CampaignStore(d.dynamodb, d.state_table)
         return cls(
             store=store,
-            world=CampaignWorld(d.registry, d.audience),
+            world=RegistryWorld(d.registry, d.audience),
             schedules=CampaignSchedules(d.scheduler, d.scheduler_target_arn, d.scheduler_role_arn),
-            runner=CampaignRunner.from_deps(d, store=store),
+            runner_factory=lambda: runner_for(d, store),
             logger=d.logger,
-            check=check_campaign,
         )
 
     # ---- apply ----------------------------------------------------------------------------------------
 
     def validate(self, body: Any) -> Campaign:
         """The definition, checked against the world; ApiError 422 with every problem at once."""
-        from lifelink.domain.campaign_checks import CampaignInvalid
-
         if not isinstance(body, dict):
             raise ApiError(422, [field_error(("body",), "the campaign definition must be a JSON object", "type_error")])
-        assert self.check is not None
         try:
-            return self.check(body, self.world)
+            return check_campaign(body, self.world)
         except CampaignInvalid as exc:
             raise ApiError(422, _body_errors(exc.errors)) from None
 
     def apply(self, body: Any, now: datetime) -> tuple[int, CampaignApplied]:
+        """Check, store (draft), schedule every boundary, then draft → scheduled. Each step is idempotent, so an
+        apply that stopped half-way is finished by applying the same definition again."""
         campaign = self.validate(body)
-        stored = self.store.get(campaign.id)
-        result = "created"
-        if stored is not None:
-            same = stored.campaign.definition_hash() == campaign.definition_hash()
-            state = CampaignState(stored.state)
-            if same and state is not CampaignState.draft:
-                return 200, self._applied(campaign, "unchanged", state, (), now)
-            if not same and state not in EDITABLE_STATES:
-                raise _conflict(
-                    f"campaign {campaign.id} is {state.value}: its definition can change only while draft or "
-                    "scheduled (apply it under a new id)",
-                    "campaign_not_editable",
-                    ("body", "id"),
-                )
-            result = "created" if same else "updated"
-        if stored is None or result == "updated":
-            self.store.put(campaign)
+        before = self.store.get(campaign.id)
+        if before is not None and before.definition_hash == campaign.definition_hash():
+            if before.state is not CampaignState.draft:
+                return 200, self._applied(campaign, "unchanged", before.state, (), now)
+            result = "created"  # an earlier apply stopped before scheduling: finish it
+        else:
+            result = "created" if before is None else "updated"
+        try:
+            stored = self.store.put(campaign)
+        except CampaignLocked as exc:
+            raise _conflict(str(exc), "campaign_locked", ("body", "id")) from None
         planned = self.schedules.create_for(campaign, now)
-        pending = (*planned.created, *planned.updated, *planned.kept)
-        state = CampaignState(self.store.get(campaign.id).state)
+        state = stored.state
         if state is CampaignState.draft:
             self.store.transition(campaign.id, CampaignState.draft, CampaignState.scheduled)
-            state = CampaignState.scheduled
-        self._log("campaign applied", campaign.id, result=result, state=state.value)
-        status = 201 if stored is None or result == "created" else 200
-        return status, self._applied(campaign, result, state, pending, now)
+            state = self._stored(campaign.id).state
+        pending = (*planned.created, *planned.updated, *planned.kept)
+        self._log("campaign applied", campaign.id, result=result, state=state.value, schedules=len(pending))
+        return (201 if result == "created" else 200), self._applied(campaign, result, state, pending, now)
 
     def _applied(
         self, campaign: Campaign, result: str, state: CampaignState, pending: Iterable[str], now: datetime
@@ -234,21 +255,24 @@ class CampaignAdmin:
 
     # ---- read -----------------------------------------------------------------------------------------
 
-    def _stored(self, campaign_id: str) -> Any:
-        stored = self.store.get(campaign_id)
+    def _stored(self, campaign_id: str) -> StoredCampaign:
+        stored = self.store.get(campaign_id) if _CAMPAIGN_ID.match(campaign_id) else None
         if stored is None:
             raise _not_found(campaign_id)
         return stored
 
     def list(self) -> CampaignList:
         out = []
-        for stored in self.store.list():
+        for campaign_id, _ in self.store.list():
+            stored = self.store.get(campaign_id)
+            if stored is None:
+                continue
             c = stored.campaign
             out.append(
                 CampaignSummary(
                     id=c.id,
                     name=c.name,
-                    state=str(CampaignState(stored.state).value),
+                    state=stored.state.value,
                     life_account=c.life_account,
                     starts_at=_iso(c.phases.preheat.start, c),
                     ends_at=_iso(c.phases.settle.end, c),
@@ -260,20 +284,18 @@ class CampaignAdmin:
         stored = self._stored(campaign_id)
         return campaign_status(
             stored.campaign,
-            CampaignState(stored.state).value,
-            stored.paused_from,
-            set(self.store.fired(campaign_id)),
+            stored.state.value,
+            stored.paused_from.value if stored.paused_from else None,
+            self.store.fired(campaign_id),
             self.store.counts(campaign_id),
             now,
         )
 
     def preview(self, campaign_id: str, phase: str | None, now: datetime) -> CampaignPreview:
-        if phase is not None and phase not in PHASES:
-            raise ApiError(
-                422, [field_error(("query", "phase"), f"phase must be one of {', '.join(PHASES)}", "enum")]
-            )
         self._stored(campaign_id)
-        found = self.runner.preview(campaign_id, phase, now)
+        if self.runner_factory is None:
+            raise RuntimeError("this CampaignAdmin has no runner: it cannot preview")
+        found = self.runner_factory().preview(campaign_id, phase, now)
         data = found if isinstance(found, dict) else found.model_dump(mode="json")
         return CampaignPreview.model_validate(
             {**data, "campaign_id": campaign_id, "phase": phase, "as_of": now.isoformat()}
@@ -282,30 +304,34 @@ class CampaignAdmin:
     # ---- transitions ----------------------------------------------------------------------------------
 
     def transition(self, verb: str, campaign_id: str, now: datetime) -> CampaignTransitioned:
+        """Pause, resume or cancel; 409 with the reason when the campaign's state does not allow it."""
         stored = self._stored(campaign_id)
-        before = CampaignState(stored.state)
-        self.runner_transition(verb, campaign_id, before, now)
-        after = CampaignState(self.store.get(campaign_id).state)
-        removed = False
-        if verb == "cancel":
-            removed = bool(self.schedules.remove(campaign_id))
-        self._log(f"campaign {verb}", campaign_id, state=after.value, previous_state=before.value)
+        target, why = transition_target(verb, stored)
+        if target is None:
+            raise _conflict(why, "transition_not_allowed")
+        if not self.store.transition(campaign_id, stored.state, target):
+            now_state = self._stored(campaign_id).state
+            raise _conflict(
+                f"campaign {campaign_id} moved from {stored.state.value} to {now_state.value} meanwhile; "
+                f"{verb} again if still wanted",
+                "state_changed",
+            )
+        removed = bool(self.schedules.remove(campaign_id)) if target is CampaignState.cancelled else False
+        self._log(f"campaign {verb}", campaign_id, state=target.value, previous_state=stored.state.value)
         return CampaignTransitioned(
-            id=campaign_id, state=after.value, previous_state=before.value, schedules_removed=removed
+            id=campaign_id, state=target.value, previous_state=stored.state.value, schedules_removed=removed
         )
-
-    def runner_transition(self, verb: str, campaign_id: str, before: CampaignState, now: datetime) -> None:
-        """Ask the runner to pause, resume or cancel; 409 with its reason when the move is not allowed."""
-        from lifelink.campaign_runner import TransitionRefused
-
-        try:
-            getattr(self.runner, verb)(campaign_id)
-        except TransitionRefused as exc:
-            raise _conflict(str(exc), "transition_not_allowed") from None
 
     def _log(self, message: str, campaign_id: str, **extra: Any) -> None:
         if self.logger is not None:
             self.logger.info(message, extra={"campaign": campaign_id, **extra})
+
+
+def runner_for(d: ApiDeps, store: CampaignStore) -> Runner:
+    """The campaign runner, for dry runs (imported here: the API needs it only for previews)."""
+    from lifelink.campaign_runner import CampaignRunner
+
+    return CampaignRunner.from_deps(d, store=store)
 
 
 def _now() -> datetime:
