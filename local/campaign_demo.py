@@ -242,10 +242,23 @@ class CampaignWatch:
             fired = sorted(self._fired)
             jobs = dict(self._jobs)
             outcomes = dict(self._outcomes)
-        out = [f"states: {' → '.join(self.states)}", f"actions fired: {', '.join(fired) or 'none'}"]
+        out = [f"states: {' → '.join(self.states)}", f"actions fired: {', '.join(fired) or 'none'}",
+               f"schedule group lifelink-{self.campaign.id}: {self._group_state()}"]
         out += [f"jobs {key}: {n}" for key, n in sorted(jobs.items())]
         out += [f"outcomes {phase} {status}: {n}" for (phase, status), n in sorted(outcomes.items())]
         return out
+
+
+    def _group_state(self) -> str:
+        from botocore.exceptions import ClientError
+
+        try:
+            boto3.client("scheduler").get_schedule_group(Name=f"lifelink-{self.campaign.id}")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return "removed"
+            return f"unknown ({exc})"
+        return "still there"
 
 
 def _json(body: str) -> dict[str, Any]:
