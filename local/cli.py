@@ -385,8 +385,11 @@ def campaign_status(args: argparse.Namespace) -> Rendered:
         lines.append("  actions:")
         width = max(len(f"{a['phase']}.{a['id']}") for a in actions)
         for a in actions:
-            done = "fired" if a["fired"] else f"due {_when(a['fire_at'])}"
+            done = {"fired": "fired", "firing": "firing"}.get(a["status"], f"due {_when(a['fire_at'])}")
             counts = _counts(a.get("counts") or {})
+            if a.get("draw"):
+                d = a["draw"]
+                counts += f"  draw: {d['winners']} of {d['eligible_count']}, seed {d['seed']}"
             lines.append(f"    {a['phase'] + '.' + a['id']:<{width}}  {a['type']:<13} {done}  {counts}".rstrip())
     return Rendered(data, "\n".join(lines))
 

@@ -23,6 +23,7 @@ from lifelink.api.models import (
     CampaignActionStatus,
     CampaignApplied,
     CampaignBoundary,
+    CampaignDraw,
     CampaignList,
     CampaignPhaseWindow,
     CampaignPreview,
@@ -122,24 +123,25 @@ def campaign_status(
     campaign: Campaign,
     state: str,
     paused_from: str | None,
-    fired: set[str],
     counts: Mapping[str, Mapping[str, Any]],
+    draws: Mapping[str, CampaignDraw],
     now: datetime,
 ) -> CampaignStatus:
-    """The status answer: ``fired`` holds ``"<phase>.<action id>"`` of actions done; ``counts`` maps the same keys
-    to what each action recorded (numbers are shown, other values left out)."""
+    """The status answer. ``counts`` maps ``"<phase>.<action id>"`` of each action that started firing to its
+    ``status`` (claimed, done) and what it recorded (numbers are shown); ``draws`` maps action ids to draws."""
     actions = []
     for phase, action in campaign.actions():
-        key = fired_key(phase, action.id)
-        recorded = counts.get(key) or {}
+        recorded = counts.get(fired_key(phase, action.id)) or {}
+        progress = {"done": "fired", "claimed": "firing"}.get(str(recorded.get("status")), "pending")
         actions.append(
             CampaignActionStatus(
                 phase=phase,
                 id=action.id,
                 type=action.type,
                 fire_at=_iso(campaign.fire_time(phase, action), campaign),
-                fired=key in fired,
-                counts={str(k): int(v) for k, v in recorded.items() if isinstance(v, int) and not isinstance(v, bool)},
+                status=progress,  # type: ignore[arg-type]
+                counts={str(k): v for k, v in recorded.items() if isinstance(v, int) and not isinstance(v, bool)},
+                draw=draws.get(action.id),
             )
         )
     return CampaignStatus(
@@ -282,12 +284,19 @@ class CampaignAdmin:
 
     def status(self, campaign_id: str, now: datetime) -> CampaignStatus:
         stored = self._stored(campaign_id)
+        draws = {}
+        for _, action in stored.campaign.actions():
+            if action.type == "winners" and (draw := self.store.get_draw(campaign_id, action.id)) is not None:
+                draws[action.id] = CampaignDraw(
+                    seed=draw.seed, eligible_hash=draw.eligible_hash, eligible_count=draw.eligible_count,
+                    winners=len(draw.winners),
+                )
         return campaign_status(
             stored.campaign,
             stored.state.value,
             stored.paused_from.value if stored.paused_from else None,
-            self.store.fired(campaign_id),
             self.store.counts(campaign_id),
+            draws,
             now,
         )
 
@@ -295,10 +304,10 @@ class CampaignAdmin:
         self._stored(campaign_id)
         if self.runner_factory is None:
             raise RuntimeError("this CampaignAdmin has no runner: it cannot preview")
-        found = self.runner_factory().preview(campaign_id, phase, now)
-        data = found if isinstance(found, dict) else found.model_dump(mode="json")
+        found = dict(self.runner_factory().preview(campaign_id, phase, now))
+        found.pop("campaign", None)
         return CampaignPreview.model_validate(
-            {**data, "campaign_id": campaign_id, "phase": phase, "as_of": now.isoformat()}
+            {**found, "campaign_id": campaign_id, "phase": phase, "as_of": now.isoformat()}
         )
 
     # ---- transitions ----------------------------------------------------------------------------------
@@ -327,11 +336,27 @@ class CampaignAdmin:
             self.logger.info(message, extra={"campaign": campaign_id, **extra})
 
 
-def runner_for(d: ApiDeps, store: CampaignStore) -> Runner:
-    """The campaign runner, for dry runs (imported here: the API needs it only for previews)."""
-    from lifelink.campaign_runner import CampaignRunner
+class _NoPublishing:
+    """The publisher of a dry-run runner: a preview never puts a job on the queue."""
 
-    return CampaignRunner.from_deps(d, store=store)
+    def publish_batch(self, jobs: list[Any]) -> None:
+        raise RuntimeError("a campaign preview must not publish jobs")
+
+
+def runner_for(d: ApiDeps, store: CampaignStore) -> Runner:
+    """A runner for dry runs only: it reads the store, the audience, policies, participation and counters."""
+    from lifelink.campaign_runner import CampaignRunner
+    from lifelink.store.counters import Counters
+    from lifelink.store.participation import Participation
+
+    return CampaignRunner(
+        store,
+        d.audience,
+        _NoPublishing(),
+        registry=d.registry,
+        pools=Participation(d.dynamodb, d.state_table, audience=d.audience, ledger=d.ledger),
+        counters=Counters(d.dynamodb, d.state_table),
+    )
 
 
 def _now() -> datetime:

@@ -118,13 +118,25 @@ class CampaignPhaseWindow(BaseModel):
     status: Literal["upcoming", "current", "done"] = Field(description="Relative to the time of the answer.")
 
 
+class CampaignDraw(BaseModel):
+    """A winners draw as stored: anyone can re-run it from the seed over the eligible users (same hash)."""
+
+    seed: str
+    eligible_hash: str = Field(description="SHA-256 of the newline-joined sorted eligible users.")
+    eligible_count: int
+    winners: int = Field(description="How many winners were drawn.")
+
+
 class CampaignActionStatus(BaseModel):
     phase: str
     id: str
     type: str
     fire_at: str = Field(description="When the action is due (its `at`, else the start of its phase).")
-    fired: bool = Field(description="Whether the action has fired (each fires once per phase).")
-    counts: dict[str, int] = Field(default_factory=dict, description="What it did so far (sent, granted, …).")
+    status: Literal["pending", "firing", "fired"] = Field(
+        description="pending: not started; firing: claimed, fan-out under way; fired: done (once per phase)."
+    )
+    counts: dict[str, int] = Field(default_factory=dict, description="What it did so far (queued, held out, …).")
+    draw: CampaignDraw | None = Field(default=None, description="winners actions: the stored draw.")
 
 
 class CampaignStatus(BaseModel):
@@ -162,8 +174,16 @@ class CampaignPreview(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     campaign_id: str
-    phase: str | None = Field(default=None, description="The phase previewed; absent: every phase.")
+    phase: str | None = Field(default=None, description="The phase previewed; absent: every action not fired yet.")
     as_of: str
+    state: str
+    audience: dict[str, Any] = Field(description="expression, size, holdout (count) and holdout_share.")
+    actions: list[dict[str, Any]] = Field(
+        description="Per action: fires_at, already_fired, messages per channel, would_send, held / capped / "
+        "skipped by reason, coupons and stock it would use."
+    )
+    totals: dict[str, Any] = Field(description="messages per channel, would_send, expired, held, capped, skipped.")
+    coupons: dict[str, Any] = Field(description="Per coupon: stock and how many the actions could use (up_to).")
 
 
 class CampaignTransitioned(BaseModel):

@@ -311,6 +311,7 @@ def test_status_shows_phase_windows_next_boundary_and_counts_per_action(call: Ca
     call("POST", "/campaigns", definition())
     store.claim("spring-sale", "preheat", "topic", datetime.now(UTC))
     store.mark_fired("spring-sale", "preheat", "topic", {"queued": 4, "held_out": 1, "note": "x"})
+    store.claim("spring-sale", "preheat", "reserve", datetime.now(UTC))
 
     answer = call("GET", "/campaigns/spring-sale")
 
@@ -325,8 +326,9 @@ def test_status_shows_phase_windows_next_boundary_and_counts_per_action(call: Ca
     assert body["next_boundary"] == {"name": "preheat_start", "at": spec["preheat"]["start"] + "+08:00"}
     actions = {a["id"]: a for a in body["actions"]}
     assert list(actions) == ["topic", "reserve", "draw"]
-    assert (actions["topic"]["fired"], actions["topic"]["counts"]) == (True, {"queued": 4, "held_out": 1})
-    assert (actions["reserve"]["fired"], actions["reserve"]["counts"]) == (False, {})
+    assert (actions["topic"]["status"], actions["topic"]["counts"]) == ("fired", {"queued": 4, "held_out": 1})
+    assert (actions["reserve"]["status"], actions["reserve"]["counts"]) == ("firing", {})
+    assert (actions["draw"]["status"], actions["draw"]["draw"]) == ("pending", None)
     assert actions["reserve"]["fire_at"] == spec["preheat"]["actions"][1]["at"] + "+08:00"
     assert actions["draw"]["fire_at"] == spec["settle"]["start"] + "+08:00"
 
@@ -415,6 +417,59 @@ def test_cancel_deletes_the_schedules_and_is_final(call: Call, deps: ApiDeps, st
     changed = call("POST", "/campaigns", definition(name="Again"))
     assert changed.status == 409
     assert store.get("spring-sale").state.value == "cancelled"
+
+
+def test_status_shows_a_stored_draw(call: Call, store: CampaignStore) -> None:
+    from lifelink.store.campaigns import Draw
+
+    call("POST", "/campaigns", definition())
+    store.put_draw("spring-sale", "draw", Draw("seed-1", "ab" * 32, 5, FOLLOWERS[:2]))
+
+    draw = {a["id"]: a for a in call("GET", "/campaigns/spring-sale").body["actions"]}["draw"]["draw"]
+
+    assert draw == {"seed": "seed-1", "eligible_hash": "ab" * 32, "eligible_count": 5, "winners": 2}
+
+
+# ---- preview -----------------------------------------------------------------------------------------------
+
+
+def table_items(deps: ApiDeps) -> list[dict[str, Any]]:
+    return deps.dynamodb.scan(TableName=deps.state_table, ConsistentRead=True)["Items"]
+
+
+def test_preview_of_a_phase_counts_the_audience_and_messages_and_writes_nothing(
+    call: Call, deps: ApiDeps, aws: Any
+) -> None:
+    from lifelink.domain.campaigns import in_holdout
+
+    call("POST", "/campaigns", definition())
+    before = table_items(deps)
+
+    answer = call("GET", "/campaigns/spring-sale/preview", query={"phase": "preheat"})
+
+    assert answer.status == 200, answer.body
+    body = answer.body
+    assert (body["campaign_id"], body["phase"], body["state"]) == ("spring-sale", "preheat", "scheduled")
+    held_out = sum(in_holdout("spring-sale", u, 0.1) for u in FOLLOWERS)
+    assert (body["audience"]["size"], body["audience"]["holdout"]) == (len(FOLLOWERS), held_out)
+    assert [a["action"] for a in body["actions"]] == ["preheat.topic", "preheat.reserve"]
+    assert body["totals"]["messages"] == {"life_template": len(FOLLOWERS) - held_out}
+    assert body["coupons"]["early"]["stock"] == 100
+    # A dry run: no item written or changed, nothing queued.
+    assert table_items(deps) == before
+    assert deps.sqs.receive_message(QueueUrl=aws.queues["OutboundQueue"]).get("Messages", []) == []
+
+
+def test_preview_without_a_phase_covers_every_action_not_fired(call: Call, store: CampaignStore) -> None:
+    call("POST", "/campaigns", definition())
+    store.claim("spring-sale", "preheat", "topic", datetime.now(UTC))
+    store.mark_fired("spring-sale", "preheat", "topic", {"queued": 4})
+
+    answer = call("GET", "/campaigns/spring-sale/preview")
+
+    assert answer.status == 200
+    assert answer.body["phase"] is None
+    assert [a["action"] for a in answer.body["actions"]] == ["preheat.reserve", "settle.draw"]
 
 
 def test_preview_rejects_an_unknown_phase(call: Call) -> None:

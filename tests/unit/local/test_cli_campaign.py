@@ -252,9 +252,11 @@ def test_status_shows_phases_next_boundary_and_counts(run: Run, api: FakeApi) ->
         "next_boundary": {"name": "settle_start", "at": "2026-06-05T10:00:00+08:00"},
         "actions": [
             {"phase": "preheat", "id": "topic", "type": "topic_push", "fire_at": "2026-06-01T10:00:00+08:00",
-             "fired": True, "counts": {"queued": 108, "held_out": 12}},
+             "status": "fired", "counts": {"queued": 108, "held_out": 12}, "draw": None},
+            {"phase": "burst", "id": "flash", "type": "flash_sale", "fire_at": "2026-06-03T10:00:00+08:00",
+             "status": "firing", "counts": {"queued": 10}, "draw": None},
             {"phase": "settle", "id": "draw", "type": "winners", "fire_at": "2026-06-05T10:00:00+08:00",
-             "fired": False, "counts": {}},
+             "status": "pending", "counts": {}, "draw": None},
         ],
         "as_of": "2026-06-04T10:00:00+08:00",
     }
@@ -269,6 +271,7 @@ def test_status_shows_phases_next_boundary_and_counts(run: Run, api: FakeApi) ->
     assert "    burst    2026-06-03 10:00 +08:00 → 2026-06-05 10:00 +08:00  current" in out
     assert "  next boundary: settle_start at 2026-06-05 10:00 +08:00" in out
     assert "preheat.topic  topic_push    fired  held_out=12 queued=108" in out
+    assert "burst.flash    flash_sale    firing  queued=10" in out
     assert "settle.draw    winners       due 2026-06-05 10:00 +08:00" in out
     assert json.loads(out_json) == status
 
