@@ -206,7 +206,7 @@ def register(
                 app_id=request.app_id,
             )
         )
-        r.log("reservation", campaign_id, request.action, grant.user, created=grant.created)
+        r.log("reservation", campaign_id, request.action, grant.user, first=grant.created)
         return _grant_answer(grant, "reserved", "already_reserved")
 
     @app.post(
@@ -233,7 +233,7 @@ def register(
                 stored.campaign, request.action, request.window, request.user.key, now(), state=stored.state
             )
         )
-        r.log("flash sale", campaign_id, request.action, take.user, window=take.window_id, created=take.created)
+        r.log("flash sale", campaign_id, request.action, take.user, window=take.window_id, first=take.created)
         body = FlashSaleTaken(
             campaign_id=campaign_id,
             action=take.action_id,
@@ -274,7 +274,7 @@ def register(
                 app_id=request.app_id,
             )
         )
-        r.log("share", campaign_id, request.action, grant.user, created=grant.created, coupon=grant.coupon_status)
+        r.log("share", campaign_id, request.action, grant.user, first=grant.created, coupon=grant.coupon_status)
         return _grant_answer(grant, "shared", "already_shared")
 
     @app.post(
@@ -391,7 +391,7 @@ def register(
                 app_id=request.app_id,
             )
         )
-        r.log("claim", campaign_id, request.action, grant.user, created=grant.created)
+        r.log("claim", campaign_id, request.action, grant.user, first=grant.created)
         return _grant_answer(grant, "claimed", "already_claimed")
 
     @app.get(
@@ -453,7 +453,7 @@ def register(
                 stored.campaign, request.action, request.user.key, dict(request.answers), now(), state=stored.state
             )
         )
-        r.log("survey answer", campaign_id, request.action, answered.user, created=answered.created)
+        r.log("survey answer", campaign_id, request.action, answered.user, first=answered.created)
         body = SurveyRecorded(
             campaign_id=campaign_id,
             action=answered.action_id,

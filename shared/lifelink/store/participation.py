@@ -385,10 +385,8 @@ class Participation:
             }
         }
 
-    def _init_stock(self, campaign_id: str, stock_sk: str, initial: int) -> bool:
-        """Create the stock item from the definition if missing; True when one was (or already is) there now."""
-        if self._get(campaign_id, stock_sk) is not None:
-            return False
+    def _init_stock(self, campaign_id: str, stock_sk: str, initial: int) -> None:
+        """Create the stock item from the definition unless it exists (a conditional put: one creator wins)."""
         try:
             self._ddb.put_item(
                 TableName=self._table,
@@ -398,7 +396,6 @@ class Participation:
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
-        return True
 
     def _take_once(
         self, campaign_id: str, sk: str, values: dict[str, Any], stock: tuple[str, int] | None
@@ -407,20 +404,22 @@ class Participation:
         items = [self._put_once(campaign_id, sk, values)]
         if stock is not None:
             items.append(self._take_unit(campaign_id, stock[0]))
-        initialised = False
-        while True:
+        for _ in range(MAX_TRANSACTION_ATTEMPTS):
             reasons = self._transact(items)
             if not reasons:
                 return "taken"
-            if reasons[0] == "ConditionalCheckFailed":
+            if reasons[0] == "ConditionalCheckFailed" or stock is None:
                 return "repeat"
-            if stock is None:  # pragma: no cover - a lone put fails only on its own condition
-                return "repeat"
-            if not initialised and self._init_stock(campaign_id, stock[0], stock[1]):
-                initialised = True
+            # The stock refused: missing (first use), or gone. Look at it now, not at what the transaction saw.
+            current = self._get(campaign_id, stock[0])
+            if current is None:
+                self._init_stock(campaign_id, stock[0], stock[1])
                 continue
+            if int(current["left"]) > 0:
+                continue  # created by a concurrent first request after our transaction read it
             # Sold out, unless this user's item appeared meanwhile (then it is theirs, answered again).
             return "repeat" if self._get(campaign_id, sk) is not None else "sold_out"
+        raise Contended("the request kept conflicting with concurrent ones; try again")
 
     # ---- coupon jobs -------------------------------------------------------------------------------------
     def _publish(self, job: OutboundJob) -> None:
