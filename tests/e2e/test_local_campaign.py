@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
-SCALE = "0.05"  # a one-minute lead becomes 3 s, two-minute phases 6 s
+SCALE = "0.1"  # a one-minute lead becomes 6 s (the apply has time to finish), two-minute phases 12 s
 
 
 @pytest.fixture(scope="module")
