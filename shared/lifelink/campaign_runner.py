@@ -225,7 +225,8 @@ class CampaignRunner:
         stored = self._get(campaign_id)
         c = stored.campaign
         records = self.store.fired_records(campaign_id)
-        upcoming = next_step(c, stored.state, {k for k, r in records.items() if r.status == "done"}, now)
+        position = stored.paused_from or stored.state  # a paused campaign's next step is where it stopped
+        upcoming = next_step(c, position, {k for k, r in records.items() if r.status == "done"}, now)
         actions = {}
         for phase, action in c.actions():
             key = fired_key(phase, action.id)

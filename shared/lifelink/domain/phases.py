@@ -86,9 +86,10 @@ def due(campaign: Campaign, state: CampaignState | str, fired: set[str], now: da
 
 
 def pending(campaign: Campaign, state: CampaignState | str, fired: set[str]) -> list[Step]:
-    """Every step not done yet, due or not (status: the next boundary)."""
+    """Every step not done yet, due or not (status: the next boundary). For a paused campaign pass the state it
+    was paused in."""
     state = CampaignState(state)
-    if state in (CampaignState.closed, CampaignState.cancelled):
+    if state not in _ORDER or state is CampaignState.closed:
         return []
     return [s for s in timeline(campaign) if not _done(s, state, fired)]
 

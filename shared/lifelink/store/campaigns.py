@@ -172,9 +172,9 @@ class CampaignStore:
             self._ddb.update_item(
                 TableName=self._table,
                 Key=_key(campaign.id, "META"),
-                UpdateExpression="SET definition = :d, definition_hash = :h, updated_at = :now ADD version :one",
+                UpdateExpression="SET #d = :d, definition_hash = :h, updated_at = :now ADD version :one",
                 ConditionExpression="definition_hash = :old AND #s IN (:draft, :scheduled)",
-                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeNames={"#s": "state", "#d": "definition"},
                 ExpressionAttributeValues={
                     ":d": {"S": definition}, ":h": {"S": digest}, ":now": {"S": now}, ":one": {"N": "1"},
                     ":old": {"S": existing.definition_hash}, ":draft": {"S": "draft"}, ":scheduled": {"S": "scheduled"},
