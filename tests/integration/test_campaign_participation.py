@@ -372,3 +372,37 @@ def test_claim_and_survey_routes_with_summaries(stack: Stack) -> None:
         {"overall": 4.0},
         {"coupons": 0, "live": 1},
     )
+
+
+class _FailingQueue:
+    """The outbound queue unreachable (every put fails), other SQS calls as usual."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._sqs = sqs
+
+    def send_message(self, **_: Any) -> dict[str, Any]:
+        raise ConnectionError("queue unreachable")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+
+def test_a_reservation_whose_coupon_could_not_be_queued_fails_and_its_retry_queues_it(stack: Stack) -> None:
+    live(stack, "routes-503", "preheat")
+    broken = InternalApi(ApiDeps(**{**vars(stack.api.deps), "sqs": _FailingQueue(stack.sqs)}))
+    request = {"action": "early", "user": {"open_id": "unlucky-timing"}}
+    event = iam_event("POST", "/campaigns/routes-503/reservations", json.dumps(request))
+
+    failed = broken.handle(event, LambdaContext(function_name="internal_api"))
+    assert failed["statusCode"] == 503
+    assert json.loads(failed["body"])["errors"][0]["type"] == "queue_unavailable"
+    assert stack.jobs() == []
+
+    status, retried = stack.call("POST", "/campaigns/routes-503/reservations", request)
+    assert status == 200 and (retried["result"], retried["coupon_status"]) == ("already_reserved", "queued")
+    [job] = stack.jobs()
+    assert job["recipient"] == {"open_id": "unlucky-timing"} and job["content"]["activity_id"] == "ACT_EARLY"
+    assert stack.call("POST", "/campaigns/routes-503/reservations", request)[0] == 200
+    assert stack.jobs() == []  # queued once; the stock was taken once
+    stored = stack.participation().load("routes-503")
+    assert stored is not None and stack.participation().stock_left(stored.campaign, "early") == 4

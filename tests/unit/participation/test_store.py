@@ -346,3 +346,41 @@ def test_the_campaign_is_read_through_the_campaign_store(world: World) -> None:
     stored = world.p.load("spring")
     assert stored is not None and stored.campaign == world.campaign and stored.state is CampaignState.draft
     assert world.p.load("nope") is None
+
+
+class ConflictingDynamoDB:
+    """DynamoDB as under contention: the first ``n`` transactions are cancelled with TransactionConflict."""
+
+    def __init__(self, ddb: Any, n: int) -> None:
+        self._ddb, self.left, self.transactions = ddb, n, 0
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        self.transactions += 1
+        if self.left > 0:
+            self.left -= 1
+            reasons = [{"Code": "TransactionConflict"} for _ in kwargs["TransactItems"]]
+            error = {"Error": {"Code": "TransactionCanceledException", "Message": "conflict"}}
+            raise ClientError({**error, "CancellationReasons": reasons}, "TransactWriteItems")  # type: ignore[arg-type]
+        return self._ddb.transact_write_items(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ddb, name)
+
+
+def test_transaction_conflicts_are_retried(world: World) -> None:
+    ddb = ConflictingDynamoDB(world.ddb, 3)
+    p = Participation(ddb, world.table, sqs=world.sqs, queue_url=world.queue, sleep=lambda _: None)
+    known(world, "fan")
+    entry = p.submit_entry(world.campaign, "ugc", "author", "Mine", None, BURST, state="burst")
+    assert p.vote(world.campaign, "ugc", entry.entry_id, "fan", BURST, state="burst").votes == 1
+    assert ddb.transactions == 5  # three conflicts, then the entry and the vote
+
+
+def test_endless_conflicts_end_in_contended(world: World) -> None:
+    from lifelink.store.participation import Contended
+
+    p = Participation(ConflictingDynamoDB(world.ddb, 10**6), world.table, sleep=lambda _: None)
+    with pytest.raises(Contended):
+        p.submit_entry(world.campaign, "ugc", "author", "Mine", None, BURST, state="burst")
