@@ -111,9 +111,25 @@ class CampaignRunner:
                 return {"done": {}}
             return {"done": {campaign_id: self.advance(campaign_id, now)}}
         if kind == "reconcile":
-            live = [cid for cid, state in self.store.list() if state in LIVE_STATES]
-            return {"done": {cid: self.advance(cid, now) for cid in live}}
+            return self._reconcile(now)
         raise ValueError(f"unknown scheduler input kind {kind!r}")
+
+    def _reconcile(self, now: datetime) -> dict[str, Any]:
+        """Every live campaign; one campaign's failure does not hold the others up (it is raised afterwards, so
+        the invocation fails visibly; the failed campaign is retried by the next reconcile)."""
+        done: dict[str, list[str]] = {}
+        failed: list[tuple[str, Exception]] = []
+        for cid, state in self.store.list():
+            if state not in LIVE_STATES:
+                continue
+            try:
+                done[cid] = self.advance(cid, now)
+            except Exception as exc:
+                self._log.exception("campaign step failed", extra={"campaign_id": cid})
+                failed.append((cid, exc))
+        if failed:
+            raise failed[0][1]
+        return {"done": done}
 
     def advance(self, campaign_id: str, now: datetime) -> list[str]:
         """Every due step of one campaign, in order; the keys of the steps this call did."""

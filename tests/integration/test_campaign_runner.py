@@ -3,6 +3,7 @@ their phases; every message is counted on the outbound queue."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -187,6 +188,7 @@ def test_a_simulated_clock_drives_a_campaign_through_every_phase(env: Env) -> No
     assert env.finished == ["double-11"]
 
     status = env.runner.status(c.id, at(181))
+    assert json.loads(json.dumps(status)) == status  # the API answers it as is
     assert status["state"] == "closed" and status["next_boundary"] is None
     assert {k: v["status"] for k, v in status["actions"].items()} == dict.fromkeys(
         ["preheat.topic", "preheat.early", "burst.flash", "burst.share", "burst.ugc", "settle.draw",
@@ -287,6 +289,35 @@ def test_pause_holds_everything_and_resume_catches_up_in_order(env: Env) -> None
     assert env.boundary(c, "settle_start", at(500)) == {"done": {"double-11": []}}
     assert env.jobs() == [] and env.state() is CampaignState.cancelled
     assert env.runner.resume(c.id, at(500)) is False
+
+
+def test_status_of_a_running_campaign_names_the_next_boundary(env: Env) -> None:
+    c = campaign()
+    env.apply(c)
+    env.runner.handle({"kind": "reconcile"}, at(3))
+    status = env.runner.status(c.id, at(3))
+    assert status["state"] == "preheat"
+    assert status["next_boundary"] == {"step": "fire:preheat.early", "at": at(10).isoformat()}
+    assert status["actions"]["preheat.topic"]["status"] == "done"
+    assert status["actions"]["preheat.early"] == {"type": "early_bird", "fires_at": at(10).isoformat(),
+                                                  "status": "pending", "counts": {}}
+
+
+def test_reconcile_moves_the_other_campaigns_when_one_fails(env: Env) -> None:
+    env.apply(campaign())
+    env.apply(campaign(campaign_id="other"))
+    real = env.runner.store.fired
+
+    def broken(campaign_id: str) -> set[str]:
+        if campaign_id == "double-11":
+            raise RuntimeError("throttled")
+        return real(campaign_id)
+
+    env.runner.store.fired = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="throttled"):
+        env.runner.handle({"kind": "reconcile"}, at(0))
+    assert env.state("other") is CampaignState.preheat
+    assert env.state("double-11") is CampaignState.scheduled
 
 
 def test_a_paused_campaign_can_be_cancelled(env: Env) -> None:
@@ -397,6 +428,7 @@ def test_preview_writes_and_sends_nothing_and_counts_what_policy_would_do(env: E
 
     report = env.runner.preview(c.id, now=at(-60))
     assert _item_count(env) == items and _queue_depth(env) == depth
+    assert json.loads(json.dumps(report)) == report
     from lifelink.domain.campaigns import in_holdout
 
     held_out = sum(1 for u in FOLLOWERS if in_holdout(c.id, u, 0.3))
