@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from pydantic import WithJsonSchema
+from pydantic import BaseModel, GetJsonSchemaHandler
 
 from lifelink.api.errors import ApiError, field_error
 from lifelink.api.models import (
@@ -50,27 +50,21 @@ _CAMPAIGN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")  # lifelink.domain.campa
 _JSON = "application/json"
 
 
-def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
-    """A model's JSON schema with its ``$defs`` inlined (OpenAPI resolves ``#/...`` from the document root)."""
-    defs = schema.get("$defs", {})
+@dataclass(frozen=True)
+class _DocumentedAs:
+    """Annotated metadata: validate as the annotated type, document (JSON schema) as ``model``, whose nested
+    models land in the OpenAPI components like any other."""
 
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return walk(defs[ref.removeprefix("#/$defs/")])
-            return {k: walk(v) for k, v in node.items() if k not in ("$defs", "mapping")}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
+    model: type[BaseModel]
 
-    return walk(schema)
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> Any:
+        return handler(self.model.__pydantic_core_schema__)
 
 
 # The request body is taken as a plain object (so every error comes back at once) but documented as the model.
 CampaignDefinition = Annotated[
     dict[str, Any],
-    WithJsonSchema(_inline_defs(Campaign.model_json_schema())),
+    _DocumentedAs(Campaign),
     Body(description="A campaign definition (lifelink.domain.campaigns.Campaign) as a JSON object."),
 ]
 
