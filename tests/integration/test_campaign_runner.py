@@ -132,6 +132,7 @@ def test_audience_expression_selects_on_profiles(env: Env) -> None:
     assert sorted(campaign_audience(env.audience, c)) == sorted([FOLLOWERS[0], FOLLOWERS[2]])
     world = RegistryWorld(env.registry, env.audience)
     assert world.audience_size(campaign()) == len(FOLLOWERS)
+    assert RegistryWorld(env.registry, env.audience, count_limit=5).audience_size(campaign()) == 5
     with pytest.raises(CampaignInvalid) as caught:
         check_campaign(campaign(audience={"expression": "tier:platinum"}), world)
     assert [e["type"] for e in caught.value.errors] == ["audience_empty"]

@@ -23,6 +23,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -388,14 +389,19 @@ def _matching(audience: Audience, app_id: str, users: list[str], expr: Any) -> I
 
 
 class RegistryWorld:
-    """What :func:`lifelink.domain.campaign_checks.check_campaign` reads: the app registry and the audience."""
+    """What :func:`lifelink.domain.campaign_checks.check_campaign` reads: the app registry and the audience.
 
-    def __init__(self, registry: AppRegistry, audience: Audience) -> None:
+    ``audience_size`` counts at most ``count_limit`` members (None: all): the check only asks whether anybody
+    matches, and an apply must not walk a million followers. Previews count everybody."""
+
+    def __init__(self, registry: AppRegistry, audience: Audience, count_limit: int | None = 10_000) -> None:
         self._registry = registry
         self._audience = audience
+        self._limit = count_limit
 
     def app(self, app_id: str) -> AppRecord | None:
         return self._registry.get(app_id)
 
     def audience_size(self, campaign: Campaign) -> int:
-        return sum(1 for _ in campaign_audience(self._audience, campaign))
+        members = campaign_audience(self._audience, campaign)
+        return sum(1 for _ in (members if self._limit is None else islice(members, self._limit)))
