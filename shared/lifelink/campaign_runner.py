@@ -36,6 +36,10 @@ class CampaignNotFound(KeyError):
     pass
 
 
+class _Stopped(Exception):
+    """The campaign left the live states while an action was fanning out."""
+
+
 class SqsPublisher:
     """Puts jobs on the outbound queue, 10 per ``SendMessageBatch``; entries SQS refuses are retried once, then
     raise (the action stays claimed and the next reconcile continues from its cursor)."""
@@ -174,9 +178,22 @@ class CampaignRunner:
         ctx = self._context(stored.campaign, phase, action, now)
         ctx.cursor = record.cursor if record else None
         ctx.progress = dict(record.result) if record and record.cursor else {}
-        ctx.save_progress = lambda cursor, counts: self.store.save_cursor(cid, phase, action_id, cursor, now,
-                                                                          counts)
-        result = ACTIONS[action.type].fire(ctx)
+
+        def save_progress(cursor: str, counts: dict[str, Any]) -> None:
+            self.store.save_cursor(cid, phase, action_id, cursor, now, counts)
+            current = self.store.get(cid)
+            if current is None or current.state not in LIVE_STATES:
+                raise _Stopped(current.state.value if current else "deleted")
+
+        ctx.save_progress = save_progress
+        try:
+            result = ACTIONS[action.type].fire(ctx)
+        except _Stopped as stop:
+            # Paused or cancelled mid fan-out: stop sending; a resume continues from the cursor at once.
+            self.store.release_claim(cid, phase, action_id)
+            self._log.info("campaign action stopped", extra={"campaign_id": cid, "action": fired_key(phase, action_id),
+                                                             "state": str(stop)})
+            return False
         first = self.store.mark_fired(cid, phase, action_id, result.counts, now)
         self._log.info("campaign action fired",
                        extra={"campaign_id": cid, "action": fired_key(phase, action_id), "counts": result.counts,

@@ -366,6 +366,37 @@ def test_a_fan_out_that_crashed_continues_from_its_cursor_and_sends_each_user_on
     assert env.store.counts(c.id)["preheat.topic"]["queued"] == len(FOLLOWERS)
 
 
+class PausingPublisher(SqsPublisher):
+    """Publishes, and has the operator pause the campaign after the first batch."""
+
+    def __init__(self, env: Env) -> None:
+        super().__init__(env.sqs, env.queue)
+        self.env = env
+
+    def publish_batch(self, jobs: list[OutboundJob]) -> None:
+        super().publish_batch(jobs)
+        if self.env.state() is not CampaignState.paused:
+            self.env.runner.pause("double-11")
+
+
+def test_pausing_stops_a_fan_out_and_resuming_continues_it(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(push, "PROGRESS_EVERY", 10)
+    c = campaign()
+    env.apply(c)
+    env.runner.publisher = PausingPublisher(env)
+    assert env.runner.handle({"kind": "reconcile"}, at(0)) == {"done": {"double-11": ["enter:preheat"]}}
+    first = env.jobs()
+    assert len(first) == 10 and env.state() is CampaignState.paused
+    assert env.store.fired_records(c.id)["preheat.topic"].status == "claimed"
+
+    env.runner.publisher = SqsPublisher(env.sqs, env.queue)
+    assert env.runner.resume(c.id, at(1)) is True  # the claim was released: no need to wait for the lease
+    rest = env.jobs()
+    topic = [j.user_key for j in first + rest if j.phase == "preheat.topic"]
+    assert sorted(topic) == sorted(FOLLOWERS)
+    assert env.store.fired(c.id) == {"preheat.topic"}
+
+
 def test_the_draw_re_runs_from_its_stored_seed(env: Env) -> None:
     c = campaign()
     env.apply(c)

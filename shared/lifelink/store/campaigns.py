@@ -274,6 +274,23 @@ class CampaignStore:
             },
         )
 
+    def release_claim(self, campaign_id: str, phase: str, action_id: str) -> None:
+        """Give a claim up before its lease ends (a fan-out stopped by pause or cancel): the next run may continue
+        from the cursor at once."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=_key(campaign_id, f"FIRED#{phase}#{action_id}"),
+                UpdateExpression="SET lease_until = :gone",
+                ConditionExpression="#st = :claimed",
+                ExpressionAttributeNames={"#st": "status"},
+                ExpressionAttributeValues={":gone": {"S": _iso(datetime(1970, 1, 1, tzinfo=UTC))},
+                                           ":claimed": {"S": "claimed"}},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+
     def mark_fired(self, campaign_id: str, phase: str, action_id: str, result: dict[str, Any],
                    now: datetime | None = None) -> bool:
         """Mark an action done with its result (counts); True only the first time."""
