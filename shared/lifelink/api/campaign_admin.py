@@ -219,8 +219,13 @@ class CampaignAdmin:
         campaign = self.validate(body)
         before = self.store.get(campaign.id)
         if before is not None and before.definition_hash == campaign.definition_hash():
-            if before.state is not CampaignState.draft:
+            if before.state in TERMINAL_STATES:
                 return 200, self._applied(campaign, "unchanged", before.state, (), now)
+            if before.state is not CampaignState.draft:
+                # Nothing to store; the schedules are checked (and only written if an earlier apply stopped short).
+                planned = self.schedules.create_for(campaign, now)
+                pending = (*planned.created, *planned.updated, *planned.kept)
+                return 200, self._applied(campaign, "unchanged", before.state, pending, now)
             result = "created"  # an earlier apply stopped before scheduling: finish it
         else:
             result = "created" if before is None else "updated"
@@ -228,7 +233,8 @@ class CampaignAdmin:
             stored = self.store.put(campaign)
         except CampaignLocked as exc:
             raise _conflict(str(exc), "campaign_locked", ("body", "id")) from None
-        planned = self.schedules.create_for(campaign, now)
+        previous = before.campaign if before is not None and result == "updated" else None
+        planned = self.schedules.create_for(campaign, now, previous=previous)
         state = stored.state
         if state is CampaignState.draft:
             self.store.transition(campaign.id, CampaignState.draft, CampaignState.scheduled)

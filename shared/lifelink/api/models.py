@@ -106,7 +106,9 @@ class CampaignApplied(BaseModel):
     state: str = Field(description="The campaign's state after applying (scheduled, or later when re-applied).")
     definition_hash: str
     schedules: list[str] = Field(
-        default_factory=list, description="Boundaries with a pending one-time schedule (past ones are caught up)."
+        default_factory=list,
+        description="Names of the pending one-time schedules (a boundary's name, `:` as `-`); boundaries already "
+        "past have none (the reconciler catches up on them).",
     )
     next_boundary: CampaignBoundary | None = None
 

@@ -209,6 +209,20 @@ def test_a_changed_definition_of_a_scheduled_campaign_replaces_it_and_its_schedu
     assert store.get("spring-sale").campaign.phases.preheat.actions[1].at is None
 
 
+def test_reapplying_the_same_definition_restores_a_missing_schedule(
+    call: Call, deps: ApiDeps, store: CampaignStore
+) -> None:
+    call("POST", "/campaigns", definition())
+    deps.scheduler.delete_schedule(Name="burst_start", GroupName=group_name("spring-sale"))
+    version = store.get("spring-sale").version
+
+    again = call("POST", "/campaigns", definition())
+
+    assert (again.status, again.body["result"]) == (200, "unchanged")
+    assert "burst_start" in schedule_names(deps, "spring-sale")
+    assert store.get("spring-sale").version == version
+
+
 def test_a_changed_definition_of_a_running_campaign_is_409(call: Call, store: CampaignStore) -> None:
     call("POST", "/campaigns", definition())
     assert store.transition("spring-sale", "scheduled", "preheat")
