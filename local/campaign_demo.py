@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 DEMO_FILE = Path(__file__).resolve().parent / "demo" / "campaign.yaml"
 TIME_SCALE_ENV = "LIFELINK_DEMO_TIME_SCALE"
 TIME_KEYS = ("start", "end", "at")
+# The journey's followers of the demo life account (user 3 unfollowed): they reserve in the early-bird action as
+# soon as preheat opens, so the settle draw has a pool.
+RESERVING_USERS = ("2088102100000001", "2088102100000002")
 
 
 def time_scale() -> float:
@@ -106,8 +109,10 @@ def apply_demo(stack: LocalStack, now: datetime | None = None) -> Applied:
     campaign = Campaign.model_validate(definition)
     for template_id in template_ids(definition):
         stack.sim.register_template(campaign.life_account, template_id)
-    routed = any(r.method == "POST" and r.path == "/campaigns" for r in stack.provisioned.http_routes())
-    if routed:
+    for coupon in campaign.coupons.values():  # coupon jobs may go out under the life account or a mini program
+        for app_id in (campaign.life_account, *campaign.mini_programs):
+            stack.sim.register_activity(app_id, coupon.activity_id, coupon.stock)
+    if _routed(stack, "POST", "/campaigns"):
         from botocore.credentials import Credentials
 
         from lifelink_local.api_client import ApiClient
@@ -116,6 +121,44 @@ def apply_demo(stack: LocalStack, now: datetime | None = None) -> Applied:
             answer = api.request("POST", "/campaigns", definition)
         return Applied(campaign, "api", answer.status, answer.body)
     return _apply_directly(stack, campaign)
+
+
+def _routed(stack: LocalStack, method: str, path: str) -> bool:
+    assert stack.provisioned is not None
+    return any(r.method == method and r.path == path for r in stack.provisioned.http_routes())
+
+
+def reserve(stack: LocalStack, campaign: Campaign, action_id: str, user: str) -> str:
+    """One early-bird reservation, as the mini program's backend makes it: ``POST /campaigns/{id}/reservations``
+    when routed, else the participation store (what that route calls). Returns a short description."""
+    assert stack.provisioned is not None and stack.front is not None
+    if _routed(stack, "POST", "/campaigns/{campaign_id}/reservations"):
+        from botocore.credentials import Credentials
+
+        from lifelink_local.api_client import ApiClient, path_part
+
+        with ApiClient(stack.front.url, Credentials("local", "local"), stack.provisioned.region) as api:
+            answer = api.request("POST", f"/campaigns/{path_part(campaign.id)}/reservations",
+                                 {"action": action_id, "user": {"user_id": user}})
+        body = answer.body if isinstance(answer.body, dict) else {}
+        if not answer.ok:
+            return f"refused ({answer.status}: {'; '.join(e.get('msg', '') for e in answer.errors())})"
+        return f"{body.get('result', 'reserved')} (coupon {body.get('coupon') or '-'})"
+    from lifelink.domain.messages import Recipient
+    from lifelink.store.audience import Audience
+    from lifelink.store.campaigns import CampaignStore
+    from lifelink.store.ledger import Ledger
+    from lifelink.store.participation import Participation
+
+    table, ddb = stack.provisioned.tables["StateTable"], boto3.client("dynamodb")
+    stored = CampaignStore(ddb, table).get(campaign.id)
+    assert stored is not None
+    participation = Participation(ddb, table, sqs=boto3.client("sqs"),
+                                  queue_url=stack.provisioned.queues["OutboundQueue"],
+                                  audience=Audience(ddb, table), ledger=Ledger(ddb, table))
+    grant = participation.reserve(campaign, action_id, Recipient(user_id=user), datetime.now(UTC),
+                                  state=stored.state)
+    return f"{'reserved' if grant.created else 'already reserved'} (coupon {grant.coupon or '-'})"
 
 
 def _apply_directly(stack: LocalStack, campaign: Campaign) -> Applied:
@@ -152,6 +195,7 @@ class CampaignWatch:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _fired: set[str] = field(default_factory=set)
+    _reserved: bool = False
     _jobs: Counter[str] = field(default_factory=Counter)
     _outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     _started: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -206,6 +250,9 @@ class CampaignWatch:
             before = self.states[-1] if self.states else None
             self.states.append(state)
             self.emit(f"campaign {self.campaign.id}: {before + ' → ' if before else ''}{state}")
+        if state == CampaignState.preheat.value and not self._reserved:
+            self._reserved = True
+            self._reserve_early_birds()
         for key, record in sorted(store.fired_records(self.campaign.id).items()):
             if record.status == "done" and key not in self._fired:
                 self._fired.add(key)
@@ -214,6 +261,18 @@ class CampaignWatch:
         self._watch_queues()
         if CampaignState(state) in TERMINAL_STATES:
             self.finished.set()
+
+    def _reserve_early_birds(self) -> None:
+        """The followers reserve in each early-bird action while preheat is open (the draw's pool)."""
+        for _, action in self.campaign.actions():
+            if action.type != "early_bird":
+                continue
+            for user in RESERVING_USERS:
+                try:
+                    said = reserve(self.stack, self.campaign, action.id, user)
+                except Exception as exc:
+                    said = f"failed ({exc!r})"
+                self.emit(f"reservation {action.id} by user …{user[-4:]}: {said}")
 
     def _watch_queues(self) -> None:
         jobs: Counter[str] = Counter()
@@ -230,7 +289,7 @@ class CampaignWatch:
             event = _json(body)
             if event.get("type") == "message_outcome" and event.get("campaign") == self.campaign.id:
                 why = f" ({event['reason']})" if event.get("reason") else ""
-                outcomes[(str(event.get("phase")), f"{event.get('status')}{why}")] += 1
+                outcomes[(f"{event.get('phase')} {event.get('channel')}", f"{event.get('status')}{why}")] += 1
         for (phase, status), n in sorted(outcomes.items()):
             if n > self._outcomes[(phase, status)]:
                 self.emit(f"message gateway: {phase} {status} ×{n}")

@@ -69,10 +69,18 @@ def test_pushes_reach_the_followers_through_the_gateway(output: str) -> None:
     # gateway decides both: sent, or held when the run falls in the default quiet hours (22:00-08:00 Shanghai).
     assert "action preheat.topic fired: held_out 0, queued 2" in output
     assert "jobs preheat.topic life_template: 2" in output
-    decided = {m.group(1): int(m.group(2)) for m in re.finditer(r"^  outcomes preheat\.topic (.+): (\d+)$", output,
-                                                                 re.MULTILINE)}
+    decided = {m.group(1): int(m.group(2))
+               for m in re.finditer(r"^  outcomes preheat\.topic life_template (.+): (\d+)$", output, re.MULTILINE)}
     assert sum(decided.values()) == 2, decided
     assert set(decided) <= {"sent", "held (quiet_hours)"}, decided
+
+
+def test_early_bird_reservations_grant_a_coupon_each_and_feed_the_draw(output: str) -> None:
+    for user in ("0001", "0002"):
+        assert f"reservation early by user …{user}: reserved (coupon early-bird)" in output
+    assert "jobs preheat.early coupon: 2" in output  # one coupon per reserving user, never two
+    assert "action settle.draw fired: eligible 2, held_out 0, queued 2, winners 2" in output
+    assert "jobs settle.draw life_template: 2" in output
 
 
 def test_the_schedule_group_is_removed_when_the_campaign_closes(output: str) -> None:
