@@ -488,19 +488,24 @@ def test_preview_writes_and_sends_nothing_and_counts_what_policy_would_do(env: E
     assert _item_count(env) == items and _queue_depth(env) == depth
 
 
-def test_preview_reports_quiet_hours_and_unfollowed_users(env: Env) -> None:
-    late = {"start": "2026-11-11T23:00:00", "end": "2026-11-11T23:30:00", "actions": [
-        {"type": "topic_push", "id": "topic", "message": {"template_id": TPL, "keywords": ["夜"]},
-         "link": {"page": "pages/topic/index"}}]}
-    d = definition(campaign_id="night")
-    d["phases"]["preheat"] = late
-    d["phases"]["burst"].update(start="2026-11-11T23:30:00", end="2026-11-11T23:40:00")
-    d["phases"]["burst"]["actions"] = []
-    d["phases"]["settle"].update(start="2026-11-11T23:40:00", end="2026-11-12T09:00:00", actions=[])
-    c = Campaign.model_validate(d)
-    env.apply(c)
-    report = env.runner.preview("night", now=at(0))
-    topic = report["actions"][0]
-    # 23:00 local is inside the default quiet hours (22:00–08:00); the hold would end after the phase does.
-    assert topic["expired"] == 27 and topic["would_send"] == 0
-    assert report["audience"]["size"] == 27
+def _night_campaign(campaign_id: str, preheat_end: str) -> Campaign:
+    d = definition(campaign_id=campaign_id)
+    d["phases"] = {
+        "preheat": {"start": "2026-11-11T23:00:00", "end": preheat_end, "actions": [
+            {"type": "topic_push", "id": "topic", "message": {"template_id": TPL, "keywords": ["夜"]},
+             "link": {"page": "pages/topic/index"}}]},
+        "burst": {"start": preheat_end, "end": "2026-11-12T10:00:00"},
+        "settle": {"start": "2026-11-12T10:00:00", "end": "2026-11-12T11:00:00"},
+    }
+    return Campaign.model_validate(d)
+
+
+def test_preview_reports_pushes_held_by_quiet_hours_or_expiring_there(env: Env) -> None:
+    # 23:00 local is inside the default quiet hours (22:00–08:00): held until 08:00 when the phase lasts that long,
+    # expired when the phase ends first.
+    env.apply(_night_campaign("night-long", "2026-11-12T09:00:00"))
+    env.apply(_night_campaign("night-short", "2026-11-11T23:30:00"))
+    held = env.runner.preview("night-long", now=at(0))["actions"][0]
+    assert held["held"] == {"quiet_hours": 27} and held["would_send"] == 0 and held["expired"] == 0
+    expired = env.runner.preview("night-short", now=at(0))["actions"][0]
+    assert expired["expired"] == 27 and expired["held"] == {} and expired["would_send"] == 0
