@@ -426,12 +426,52 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
+def _reasons(counts: dict[str, Any]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items())) if counts else "none"
+
+
+def preview_text(data: dict[str, Any]) -> str:
+    """The dry run for people: audience, one line per action, totals, coupons (anything else as a tree)."""
+    head = f"{data['campaign_id']}: dry run of {data.get('phase') or 'every action not fired yet'}, " \
+           f"state {data.get('state', '?')} (nothing sent or written)"
+    actions = data.get("actions")
+    if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
+        rest = {k: v for k, v in data.items() if k not in ("campaign_id", "phase", "as_of")}
+        return "\n".join([head, *_tree(rest, 1)])
+    lines = [head]
+    aud = data.get("audience") or {}
+    if aud:
+        share = aud.get("holdout_share") or 0
+        where = f", expression {aud['expression']}" if aud.get("expression") else ", all followers"
+        lines.append(f"  audience: {aud.get('size', '?')} (holdout {aud.get('holdout', 0)} at {share:.0%}){where}")
+    width = max([len(str(a.get("action", ""))) for a in actions] + [6])
+    lines.append(f"  {'action':<{width}}  {'type':<13} {'fires at':<23} {'send':>5} {'held':>5} {'capped':>6} "
+                 f"{'skipped':>7}")
+    for a in actions:
+        flag = " (fired)" if a.get("already_fired") else ""
+        lines.append(
+            f"  {a.get('action', ''):<{width}}  {a.get('type', ''):<13} {_when(a.get('fires_at')):<23} "
+            f"{a.get('would_send', 0):>5} {sum((a.get('held') or {}).values()):>5} "
+            f"{sum((a.get('capped') or {}).values()):>6} {sum((a.get('skipped') or {}).values()):>7}{flag}"
+        )
+        if a.get("note"):
+            lines.append(f"  {'':<{width}}  {a['note']}")
+    totals = data.get("totals") or {}
+    if totals:
+        messages = ", ".join(f"{ch} {n}" for ch, n in sorted((totals.get("messages") or {}).items())) or "none"
+        lines.append(f"  messages: {messages}")
+        for bucket in ("held", "capped", "skipped"):
+            if totals.get(bucket):
+                lines.append(f"  {bucket}: {_reasons(totals[bucket])}")
+    for coupon, use in sorted((data.get("coupons") or {}).items()):
+        lines.append(f"  coupon {coupon}: up to {use.get('up_to', '?')} of stock {use.get('stock', '?')}")
+    return "\n".join(lines)
+
+
 def campaign_preview(args: argparse.Namespace) -> Rendered:
     params = {"phase": args.phase} if args.phase else None
     data = _call(args, "GET", _campaign_path(args.campaign_id, "preview"), params=params).body
-    rest = {k: v for k, v in data.items() if k not in ("campaign_id", "phase", "as_of")}
-    head = f"{data['campaign_id']}: dry run of {data.get('phase') or 'every phase'} (nothing sent or written)"
-    return Rendered(data, "\n".join([head, *_tree(rest, 1)]))
+    return Rendered(data, preview_text(data))
 
 
 def _transition(verb: str) -> Any:

@@ -219,10 +219,20 @@ def test_the_api_url_can_come_from_the_environment(api: FakeApi, monkeypatch: py
 
 
 def test_preview_passes_the_phase_and_prints_the_dry_run(run: Run, api: FakeApi) -> None:
-    api.answers.append(
-        (200, {"campaign_id": "spring-sale", "phase": "burst", "as_of": "2026-06-03T10:00:00+08:00",
-               "audience": {"size": 120, "holdout": 12}, "channels": {"life_template": 108}})
-    )
+    api.answers.append((200, {
+        "campaign_id": "spring-sale", "phase": "burst", "as_of": "2026-06-03T02:00:00+00:00", "state": "preheat",
+        "audience": {"expression": "tier:gold", "size": 120, "holdout": 12, "holdout_share": 0.1},
+        "actions": [
+            {"action": "burst.flash", "type": "flash_sale", "fires_at": "2026-06-03T10:00:00+08:00",
+             "already_fired": False, "would_send": 100, "held": {"quiet_hours": 3}, "capped": {"daily_cap": 5},
+             "skipped": {}, "messages": {"life_template": 108}},
+            {"action": "burst.share", "type": "share_task", "fires_at": "2026-06-03T10:00:00+08:00",
+             "already_fired": True, "would_send": 0, "note": "no message: this action sends nothing when it fires"},
+        ],
+        "totals": {"messages": {"life_template": 108}, "would_send": 100, "held": {"quiet_hours": 3},
+                   "capped": {"daily_cap": 5}, "skipped": {}},
+        "coupons": {"share-reward": {"activity_id": "A1", "stock": 50, "up_to": 50}},
+    }))
 
     code, out, _ = run("campaign", "preview", "spring-sale", "--phase", "burst")
 
@@ -231,9 +241,25 @@ def test_preview_passes_the_phase_and_prints_the_dry_run(run: Run, api: FakeApi)
     assert (request.method, request.url.path, request.url.params["phase"]) == (
         "GET", "/campaigns/spring-sale/preview", "burst"
     )
-    assert out.splitlines()[0] == "spring-sale: dry run of burst (nothing sent or written)"
-    assert "    size: 120" in out
-    assert "    life_template: 108" in out
+    lines = out.splitlines()
+    assert lines[0] == "spring-sale: dry run of burst, state preheat (nothing sent or written)"
+    assert lines[1] == "  audience: 120 (holdout 12 at 10%), expression tier:gold"
+    flash = next(line for line in lines if line.strip().startswith("burst.flash"))
+    assert flash.split()[-4:] == ["100", "3", "5", "0"]
+    assert next(line for line in lines if "burst.share" in line).endswith("(fired)")
+    assert "  messages: life_template 108" in lines
+    assert "  held: quiet_hours 3" in lines
+    assert "  capped: daily_cap 5" in lines
+    assert "  coupon share-reward: up to 50 of stock 50" in lines
+
+
+def test_a_preview_of_another_shape_is_printed_as_a_tree(run: Run, api: FakeApi) -> None:
+    api.answers.append((200, {"campaign_id": "spring-sale", "phase": None, "as_of": "x", "state": "draft",
+                              "actions": "not listed", "audience": {"size": 3}}))
+    code, out, _ = run("campaign", "preview", "spring-sale")
+    assert code == 0
+    assert "every action not fired yet" in out.splitlines()[0]
+    assert "    size: 3" in out
 
 
 def test_status_shows_phases_next_boundary_and_counts(run: Run, api: FakeApi) -> None:
