@@ -158,7 +158,7 @@ def reserve(stack: LocalStack, campaign: Campaign, action_id: str, user: str) ->
                                   audience=Audience(ddb, table), ledger=Ledger(ddb, table))
     grant = participation.reserve(campaign, action_id, Recipient(user_id=user), datetime.now(UTC),
                                   state=stored.state)
-    return f"{'reserved' if grant.created else 'already reserved'} (coupon {grant.coupon or '-'})"
+    return f"{'reserved' if grant.created else 'already_reserved'} (coupon {grant.coupon or '-'})"
 
 
 def _apply_directly(stack: LocalStack, campaign: Campaign) -> Applied:
