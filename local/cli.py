@@ -255,14 +255,15 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None, pa
     elif answer.status >= 500:
         headline = f"the API failed (HTTP {answer.status}):"
     else:
-        headline = f"refused (HTTP {answer.status}):"
+        headline = {404: "not found:", 409: "refused:"}.get(answer.status, f"refused (HTTP {answer.status}):")
     raise Refused(headline, problems, answer.body)
 
 
 def format_loc(loc: list[Any]) -> str:
-    """``["body", "phases", "preheat", "actions", 0, "at"]`` → ``phases.preheat.actions[0].at``."""
+    """``["body", "phases", "preheat", "actions", 0, "at"]`` → ``phases.preheat.actions[0].at`` (the file's terms:
+    ``body`` and ``path`` are the API's, not the user's)."""
     parts = list(loc)
-    if parts and parts[0] == "body":
+    if parts and parts[0] in ("body", "path"):
         parts = parts[1:]
     out = ""
     for part in parts:

@@ -334,6 +334,14 @@ def test_list_prints_one_line_per_campaign(run: Run, api: FakeApi) -> None:
     assert empty.strip() == "no campaigns"
 
 
+def test_an_unknown_campaign_is_not_found(run: Run, api: FakeApi) -> None:
+    body = {"errors": [{"loc": ["path", "campaign_id"], "msg": "no campaign 'nope'", "type": "not_found"}]}
+    api.answers.append((404, body))
+    code, out, err = run("campaign", "status", "nope")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == ["lifelink: not found:", "  campaign_id: no campaign 'nope'"]
+
+
 def test_a_server_error_is_a_refusal_with_the_status(run: Run, api: FakeApi) -> None:
     api.answers.append((500, {"message": "Internal Server Error"}))
     code, _, err = run("campaign", "status", "spring-sale")
@@ -346,6 +354,7 @@ def test_locations_read_like_the_definition() -> None:
     assert format_loc(["body", "phases", "preheat", "actions", 2, "at"]) == "phases.preheat.actions[2].at"
     assert format_loc(["body"]) == ""
     assert format_loc(["query", "phase"]) == "query.phase"
+    assert format_loc(["path", "campaign_id"]) == "campaign_id"
 
 
 def test_read_definition_keeps_unicode(tmp_path: Path) -> None:
