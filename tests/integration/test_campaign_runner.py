@@ -19,6 +19,7 @@ from lifelink.campaign_runner import CampaignRunner, SqsPublisher
 from lifelink.domain.campaign_checks import CampaignInvalid, check_campaign
 from lifelink.domain.campaigns import Campaign, CampaignState
 from lifelink.domain.messages import OutboundJob, parse_job
+from lifelink.domain.phases import timeline
 from lifelink.store.apps import AppRecord, AppRegistry
 from lifelink.store.audience import FOLLOWER_SHARDS, Audience
 from lifelink.store.campaigns import CLAIM_LEASE, CampaignStore, RegistryWorld, campaign_audience
@@ -395,6 +396,31 @@ def test_pausing_stops_a_fan_out_and_resuming_continues_it(env: Env, monkeypatch
     topic = [j.user_key for j in first + rest if j.phase == "preheat.topic"]
     assert sorted(topic) == sorted(FOLLOWERS)
     assert env.store.fired(c.id) == {"preheat.topic"}
+
+
+def test_runners_racing_each_other_do_every_step_once(env: Env) -> None:
+    """A boundary schedule and the reconciler (and a redelivery) running at the same moment in separate
+    containers: conditional transitions and claims let each step happen once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.integration.outbound_support import atomic_moto_backends
+
+    c = campaign()
+    env.apply(c)
+    runners = [
+        CampaignRunner(CampaignStore(env.ddb, env.table), env.audience, SqsPublisher(env.sqs, env.queue),
+                       registry=env.registry, pools=env.participation, on_finished=env.finished.append)
+        for _ in range(4)
+    ]
+    events = [{"kind": "reconcile"}, {"kind": "boundary", "campaign_id": c.id, "boundary": "settle_end",
+                                      "scheduled_at": at(180).isoformat()}]
+    with atomic_moto_backends(), ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda i: runners[i].handle(events[i % 2], at(200)), range(4)))
+    steps = [step for r in results for step_list in r["done"].values() for step in step_list]
+    assert sorted(steps) == sorted(s.key for s in timeline(c))
+    jobs = env.jobs()
+    assert len({j.ledger_key for j in jobs}) == len(jobs)
+    assert env.state() is CampaignState.closed and env.finished == ["double-11"]
 
 
 def test_the_draw_re_runs_from_its_stored_seed(env: Env) -> None:
