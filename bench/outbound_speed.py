@@ -96,6 +96,8 @@ def _simulator_main() -> None:
     """Child: start the simulator on port 0, print its URL, run until stdin closes."""
     from lifelink_local.simulator import AlipaySimulator
 
+    if os.environ.get("SIM_SWITCH"):
+        sys.setswitchinterval(float(os.environ["SIM_SWITCH"]))
     setup = json.loads(sys.stdin.readline())
     sim = AlipaySimulator(setup["alipay_private_key"], port=0)
     sim.start()
@@ -346,7 +348,7 @@ def _ours_on_moto(label: str, sim: SimulatorProcess, app_id: str, app_key: rsa.R
 
 
 class _MemLedger:
-    """The ledger's happy-path contract in a dict: claim (lease) -> finish -> mark_published."""
+    """The ledger's happy-path contract in a dict: claim (lease) -> finish."""
 
     def __init__(self) -> None:
         from lifelink.store.ledger import Status
@@ -404,8 +406,6 @@ class _MemLedger:
             self.entries[job.ledger_key] = entry
             return entry
 
-    def mark_published(self, ledger_key: str, marker: str) -> None:
-        self._swap(ledger_key, None, published=marker)
 
 
 def _mem_counters() -> Any:
@@ -505,6 +505,7 @@ def _ours_in_memory(label: str, sim: SimulatorProcess, app_id: str, app_key: rsa
                     alipay_key: rsa.RSAPrivateKey, rate: float, users: Sequence[str]) -> RunResult:
     from fakes import FakeSQS
 
+    from lifelink.alipay.transport import pooled_async_client
     from lifelink.outbound import OutboundGateway
     from lifelink.store.apps import AppRecord
     from lifelink.store.events_queue import EventPublisher
@@ -522,11 +523,7 @@ def _ours_in_memory(label: str, sim: SimulatorProcess, app_id: str, app_key: rsa
     # Built as functions/message_gateway/app.py's _build() does, with the stores in memory.
     loop = asyncio.new_event_loop()
     loop.set_default_executor(ThreadPoolExecutor(max_workers=SEND_CONCURRENCY * 2 + 4))
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(10.0, connect=3.0),
-        limits=httpx.Limits(max_connections=SEND_CONCURRENCY, max_keepalive_connections=SEND_CONCURRENCY,
-                            keepalive_expiry=60),
-    )
+    http = pooled_async_client(SEND_CONCURRENCY, httpx.Timeout(10.0, connect=3.0))
     gateway = OutboundGateway(
         registry=Registry(),
         secrets=lambda name: secret,

@@ -3,9 +3,9 @@
 Thin: records in, lifelink.outbound does the work, ``batchItemFailures`` out (the records that must come
 back later; their visibility is already set for backoff or a quiet-hours hold). No Tracer.
 
-One event loop, one pooled ``httpx.AsyncClient`` (limits sized to SEND_CONCURRENCY) and one set of clients
-per container: an AsyncClient belongs to the loop it first ran on, so the loop is kept, not re-created per
-invocation with ``asyncio.run``.
+One event loop, one pooled ``httpx.AsyncClient`` (lifelink.alipay.transport: at most SEND_CONCURRENCY
+connections) and one set of clients per container: an AsyncClient belongs to the loop it first ran on, so
+the loop is kept, not re-created per invocation with ``asyncio.run``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from aws_lambda_powertools.logging import Logger
 
+from lifelink.alipay.transport import pooled_async_client
 from lifelink.config import GatewaySettings
 from lifelink.outbound import OutboundGateway, QueueRecord, SqsJobQueue
 from lifelink.store import aws
@@ -49,10 +50,7 @@ def _build() -> tuple[asyncio.AbstractEventLoop, OutboundGateway]:
     # boto3 calls run in threads beside the sends: enough of them for every concurrent job.
     loop.set_default_executor(ThreadPoolExecutor(max_workers=settings.send_concurrency * 2 + 4))
     n = settings.send_concurrency
-    http = httpx.AsyncClient(
-        timeout=HTTP_TIMEOUT,
-        limits=httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=60),
-    )
+    http = pooled_async_client(n, HTTP_TIMEOUT)
     dynamodb = aws.client("dynamodb")
     keyring = AppKeyring(max_age=settings.secret_max_age)
     gateway = OutboundGateway(

@@ -6,9 +6,11 @@ For each record (records of the same ledger key run one after another, the rest 
 
 1. parse the job; an invalid body is a poison message: ``failed(invalid_job)`` event, acknowledged;
 2. look up the app, its policy and its Alipay client (one pooled ``httpx.AsyncClient`` for all apps);
-3. read the ledger: a finished entry is acknowledged (its outcome event re-published if that never
-   happened); a live lease elsewhere puts the record back until the lease ends; an expired lease without an
-   idempotency key is settled as ``failed(outcome_unknown)`` (see :mod:`lifelink.store.ledger`);
+3. read the ledger: a finished entry is acknowledged and its outcome event published again (events are
+   at-least-once with an id derived from the outcome, so consumers keep one; a crash between the ledger write
+   and the event therefore loses nothing, and no write per message records that the event went out); a live
+   lease elsewhere puts the record back until the lease ends; an expired lease without an idempotency key is
+   settled as ``failed(outcome_unknown)`` (see :mod:`lifelink.store.ledger`);
 4. read the facts (follow state, last interaction, grants, counters) and :func:`~lifelink.domain.policy.decide`;
    skip/cap/expire end the entry, a hold changes the record's visibility (≤ 12 h; longer holds hold again);
 5. claim the entry (lease), take the counters atomically, consume a subscription grant, wait for the app's
@@ -177,6 +179,31 @@ def outcome_event_id(ledger_key: str, marker: str) -> str:
 class _App:
     record: AppRecord
     policy: MessagePolicy
+    client: AsyncAlipayClient | None = None
+    client_error: Exception | None = None
+    attribution_key: bytes | None = None
+    key_error: Exception | None = None
+
+
+@dataclass(frozen=True)
+class _State:
+    """What a decision is made on, read in one go."""
+
+    entry: LedgerEntry | None
+    plan: CapPlan
+    facts: Any
+    template_id: str | None
+    user_key: str | None
+    now: datetime
+
+
+@dataclass(frozen=True)
+class _Booking:
+    result: Literal["claimed", "not_claimed", "race", "rate_wait"]
+    entry: LedgerEntry | None = None
+    attempts: int = 0
+    granted: bool = False
+    wait: float = 0.0
 
 
 # ---- the gateway -----------------------------------------------------------------------------------------
@@ -235,7 +262,7 @@ class OutboundGateway:
                 parsed, key = exc, f"invalid:{record.message_id}"
             groups.setdefault(key, []).append((i, record, parsed))
         semaphore = asyncio.Semaphore(self._concurrency)
-        apps: dict[str, _App | None] = {}
+        apps: dict[str, asyncio.Future[_App | None]] = {}
         results: dict[int, RecordOutcome] = {}
 
         async def run(group: list[tuple[int, QueueRecord, OutboundJob | InvalidJob]]) -> None:
@@ -247,7 +274,7 @@ class OutboundGateway:
         return BatchReport([results[i] for i in range(len(records))])
 
     async def _guarded(
-        self, record: QueueRecord, parsed: OutboundJob | InvalidJob, apps: dict[str, _App | None]
+        self, record: QueueRecord, parsed: OutboundJob | InvalidJob, apps: dict[str, asyncio.Future[_App | None]]
     ) -> RecordOutcome:
         try:
             if isinstance(parsed, InvalidJob):
@@ -283,14 +310,30 @@ class OutboundGateway:
         self._log.warning("invalid outbound job", extra={"message_id": record.message_id, "errors": exc.errors[:10]})
         return RecordOutcome(record.message_id, "ack", "failed", R_INVALID_JOB, ledger_key=key)
 
-    async def _app(self, app_id: str, apps: dict[str, _App | None]) -> _App | None:
+    async def _app(self, app_id: str, apps: dict[str, asyncio.Future[_App | None]]) -> _App | None:
+        """The app's record, policy, Alipay client and attribution key: looked up once per batch and app, in one
+        trip to a worker thread, shared by every job of the batch (concurrent jobs await the same lookup)."""
         if app_id not in apps:
-            record = await asyncio.to_thread(self._registry.get, app_id)
-            apps[app_id] = _App(record, MessagePolicy.parse(record.policy)) if record else None
-        return apps[app_id]
+            apps[app_id] = asyncio.ensure_future(asyncio.to_thread(self._load_app, app_id))
+        return await apps[app_id]
 
-    async def _client(self, app: AppRecord) -> AsyncAlipayClient:
-        secret = await asyncio.to_thread(self._secrets, app.secret_name)
+    def _load_app(self, app_id: str) -> _App | None:
+        record = self._registry.get(app_id)
+        if record is None:
+            return None
+        app = _App(record, MessagePolicy.parse(record.policy))
+        try:
+            app.client = self._client(record)
+        except (KeyFormatError, KeyMismatchError, KeyError, ValueError) as exc:
+            app.client_error = exc
+        try:
+            app.attribution_key = self._attribution_key()
+        except Exception as exc:  # the secret is missing or unreadable: every send of the batch retries later
+            app.key_error = exc
+        return app
+
+    def _client(self, app: AppRecord) -> AsyncAlipayClient:
+        secret = self._secrets(app.secret_name)
         gateway_url = app.gateway_url or self._default_gateway_url
         fingerprint = hashlib.sha256(
             (gateway_url + "\x1f" + json.dumps(dict(secret), sort_keys=True)).encode()
@@ -303,7 +346,9 @@ class OutboundGateway:
         self._clients[app.app_id] = (fingerprint, client)
         return client
 
-    async def _handle(self, record: QueueRecord, job: OutboundJob, apps: dict[str, _App | None]) -> RecordOutcome:
+    async def _handle(
+        self, record: QueueRecord, job: OutboundJob, apps: dict[str, asyncio.Future[_App | None]]
+    ) -> RecordOutcome:
         now = self._clock()
         app = await self._app(job.app_id, apps)
         if app is None:
@@ -311,26 +356,41 @@ class OutboundGateway:
         if not _channel_fits(job.channel, app.record):
             return await self._close(record, job, Status.failed, R_CHANNEL_NOT_FOR_APP, now)
 
-        entry = await asyncio.to_thread(self._ledger.get, job.ledger_key)
-        settled = await self._settled(record, job, entry, now)
+        # One trip to a worker thread reads everything the decision needs (ledger entry, user facts, grants,
+        # counters); the entry alone may already settle the record, which costs a few wasted reads on a duplicate.
+        state = await asyncio.to_thread(self._read_state, job, app.policy, now)
+        settled = await self._settled(record, job, state.entry, now)
         if settled is not None:
             return settled
 
-        try:
-            client = await self._client(app.record)
-        except (KeyFormatError, KeyMismatchError, KeyError, ValueError) as exc:
-            self._log.error("app keys unusable", extra={"app_id": job.app_id, "error": str(exc)})
-            await self._publish(
-                job, "failed", R_APP_CONFIG, now, retryable=True, attempts=entry.attempts if entry else 0
-            )
+        if app.client is None:
+            self._log.error("app keys unusable", extra={"app_id": job.app_id, "error": str(app.client_error)})
+            attempts = state.entry.attempts if state.entry else 0
+            await self._publish(job, "failed", R_APP_CONFIG, now, retryable=True, attempts=attempts)
             return await self._retry(record, "failed", R_APP_CONFIG, job)
+        if app.attribution_key is None:
+            raise RuntimeError(f"attribution key unavailable: {app.key_error}")
 
         for _ in range(2):  # a second round when another container took the last counter slot meanwhile
-            outcome = await self._decide_and_send(record, job, app, client, entry)
+            outcome = await self._decide_and_send(record, job, app, state)
             if outcome is not None:
                 return outcome
-            entry = await asyncio.to_thread(self._ledger.get, job.ledger_key)
+            state = await asyncio.to_thread(self._read_state, job, app.policy, self._clock())
         return await self._retry(record, "busy", "counter_contention", job)
+
+    def _read_state(self, job: OutboundJob, policy: MessagePolicy, now: datetime) -> _State:
+        entry = self._ledger.get(job.ledger_key)
+        user_key = job.recipient.key
+        user = UserState()
+        if job.channel in (Channel.life_template, Channel.life_custom) and user_key:
+            facts = self._audience.facts(job.app_id, user_key)
+            user = UserState(facts.following, facts.last_interaction_at)
+        grants = 0
+        template_id = job.content.user_template_id if isinstance(job.content, MiniSubscriptionContent) else None
+        if template_id and user_key:
+            grants = self._audience.grants(job.app_id, user_key, template_id)
+        plan = plan_for(job, policy, now)
+        return _State(entry, plan, self._counters.facts(plan, user, grants), template_id, user_key, now)
 
     async def _settled(
         self, record: QueueRecord, job: OutboundJob, entry: LedgerEntry | None, now: datetime
@@ -350,66 +410,58 @@ class OutboundGateway:
         return None
 
     async def _decide_and_send(
-        self, record: QueueRecord, job: OutboundJob, app: _App, client: AsyncAlipayClient, entry: LedgerEntry | None
+        self, record: QueueRecord, job: OutboundJob, app: _App, state: _State
     ) -> RecordOutcome | None:
-        now = self._clock()
-        policy = app.policy
-        user_key = job.recipient.key
-        user = UserState()
-        if job.channel in (Channel.life_template, Channel.life_custom) and user_key:
-            facts = await asyncio.to_thread(self._audience.facts, job.app_id, user_key)
-            user = UserState(facts.following, facts.last_interaction_at)
-        grants = 0
-        template_id = job.content.user_template_id if isinstance(job.content, MiniSubscriptionContent) else None
-        if template_id and user_key:
-            grants = await asyncio.to_thread(self._audience.grants, job.app_id, user_key, template_id)
-        plan = plan_for(job, policy, now)
-        facts = await asyncio.to_thread(self._counters.facts, plan, user, grants)
-        decision = decide(job, policy, facts, now)
-
+        now = state.now
+        decision = decide(job, app.policy, state.facts, now)
         if isinstance(decision, Expired | Skip):
             return await self._close(record, job, Status.skipped, decision.reason, now)
         if isinstance(decision, Capped):
             return await self._close(record, job, Status.capped, decision.reason, now)
         if isinstance(decision, Hold):
-            return await self._hold(record, job, decision, entry, now)
+            return await self._hold(record, job, decision, state.entry, now)
 
         # ---- send ----
+        # Claim, counters, grant and rate slot in one trip to a worker thread. Everything that may wait on I/O
+        # happens before the rate slot: between the slot and the request there is only CPU work on this loop
+        # (build, sign, send), so requests leave in the order and spacing reserved.
         owner = uuid.uuid4().hex
-        claim: Claim = await asyncio.to_thread(
-            self._ledger.claim,
-            job,
-            owner,
-            now,
-            lease=self._lease,
-            idempotent=job.channel in IDEMPOTENT_CHANNELS,
+        booked = await asyncio.to_thread(self._book, job, app.policy, state, owner, now)
+        if booked.result == "not_claimed":
+            settled = await self._settled(record, job, booked.entry, now)
+            return settled or await self._park(record, "busy", "in_flight", job, 30)
+        if booked.result == "race":
+            return None  # decide again with fresh counts
+        if booked.result == "rate_wait":
+            return await self._retry(record, "busy", R_RATE_WAIT, job)
+        await self._rate.wait(booked.wait)
+        assert app.client is not None and app.attribution_key is not None
+        return await self._call(record, job, app.client, owner, booked.attempts, state, booked.granted,
+                                app.attribution_key)
+
+    def _book(self, job: OutboundJob, policy: MessagePolicy, state: _State, owner: str, now: datetime) -> _Booking:
+        claim: Claim = self._ledger.claim(
+            job, owner, now, lease=self._lease, idempotent=job.channel in IDEMPOTENT_CHANNELS
         )
         if claim.result != "claimed":
-            settled = await self._settled(record, job, claim.entry, now)
-            return settled or await self._park(record, "busy", "in_flight", job, 30)
+            return _Booking("not_claimed", entry=claim.entry)
         assert claim.entry is not None
-        attempts = claim.entry.attempts
-
-        if not await asyncio.to_thread(self._counters.take, plan):
-            await asyncio.to_thread(self._ledger.release, job.ledger_key, owner, self._clock(), "counter_race")
-            return None  # decide again with fresh counts
+        if not self._counters.take(state.plan):
+            self._ledger.release(job.ledger_key, owner, self._clock(), "counter_race")
+            return _Booking("race")
         granted = False
-        if template_id and user_key:
-            granted = await asyncio.to_thread(self._audience.consume_grant, job.app_id, user_key, template_id)
+        if state.template_id and state.user_key:
+            granted = self._audience.consume_grant(job.app_id, state.user_key, state.template_id)
             if not granted:
-                await asyncio.to_thread(self._counters.give_back, plan)
-                await asyncio.to_thread(self._ledger.release, job.ledger_key, owner, self._clock(), "grant_race")
-                return None
-
-        # Everything that may wait on I/O happens before the rate slot: between the slot and the request there is
-        # only CPU work on this loop (build, sign, send), so requests leave in the order and spacing reserved.
-        key = await asyncio.to_thread(self._attribution_key)
-        if not await self._rate.acquire(job.app_id, policy.rate_per_second, self._rate_max_wait):
-            await self._give_back(job, plan, granted, template_id, user_key)
-            await asyncio.to_thread(self._ledger.release, job.ledger_key, owner, self._clock(), R_RATE_WAIT)
-            return await self._retry(record, "busy", R_RATE_WAIT, job)
-
-        return await self._call(record, job, client, owner, attempts, plan, granted, template_id, user_key, key)
+                self._counters.give_back(state.plan)
+                self._ledger.release(job.ledger_key, owner, self._clock(), "grant_race")
+                return _Booking("race")
+        wait = self._rate.reserve(job.app_id, policy.rate_per_second, self._rate_max_wait)
+        if wait is None:
+            self._give_back(job, state, granted)
+            self._ledger.release(job.ledger_key, owner, self._clock(), R_RATE_WAIT)
+            return _Booking("rate_wait")
+        return _Booking("claimed", attempts=claim.entry.attempts, granted=granted, wait=wait)
 
     async def _call(
         self,
@@ -418,10 +470,8 @@ class OutboundGateway:
         client: AsyncAlipayClient,
         owner: str,
         attempts: int,
-        plan: CapPlan,
+        state: _State,
         granted: bool,
-        template_id: str | None,
-        user_key: str | None,
         key: bytes,
     ) -> RecordOutcome:
         send_at = self._clock()
@@ -441,25 +491,13 @@ class OutboundGateway:
         except Exception:
             self._log.exception("send failed unexpectedly", extra={"ledger_key_hash": hash_id(job.ledger_key)})
             status, reason, retryable = Status.failed, R_INTERNAL, False
-        # The crash window ends here: record the answer before anything else.
+        # The crash window ends in _settle_send's first write: the answer is recorded before anything else.
         entry = await asyncio.to_thread(
-            self._ledger.finish,
-            job.ledger_key,
-            owner,
-            status,
-            self._clock(),
-            reason=reason,
-            sub_code=sub_code,
-            retryable=retryable,
-            alipay_ref=ref,
-            attempt=attempts,
+            self._settle_send, job, owner, status, reason, sub_code, retryable, ref, attempts, state, granted
         )
-        if status is not Status.sent:
-            await self._give_back(job, plan, granted, template_id, user_key)
         if entry is None:  # our lease was taken over (it expired): whoever holds it now reports
             self._log.warning("lease lost before finish", extra={"ledger_key_hash": hash_id(job.ledger_key)})
             return RecordOutcome(record.message_id, "ack", "duplicate", "lease_lost", ledger_key=job.ledger_key)
-        await self._publish_entry(job, entry)
         self._log.info(
             "message %s",
             status.value,
@@ -476,12 +514,42 @@ class OutboundGateway:
             return await self._retry(record, "failed", reason, job)
         return RecordOutcome(record.message_id, "ack", status.value, reason, ledger_key=job.ledger_key)
 
-    async def _give_back(
-        self, job: OutboundJob, plan: CapPlan, granted: bool, template_id: str | None, user_key: str | None
-    ) -> None:
-        await asyncio.to_thread(self._counters.give_back, plan)
-        if granted and template_id and user_key:
-            await asyncio.to_thread(self._audience.restore_grant, job.app_id, user_key, template_id)
+    def _settle_send(
+        self,
+        job: OutboundJob,
+        owner: str,
+        status: Status,
+        reason: str | None,
+        sub_code: str | None,
+        retryable: bool | None,
+        ref: str | None,
+        attempts: int,
+        state: _State,
+        granted: bool,
+    ) -> LedgerEntry | None:
+        """After the call, in one worker-thread trip: the ledger first, then counters back on failure, then the
+        outcome event."""
+        entry = self._ledger.finish(
+            job.ledger_key,
+            owner,
+            status,
+            self._clock(),
+            reason=reason,
+            sub_code=sub_code,
+            retryable=retryable,
+            alipay_ref=ref,
+            attempt=attempts,
+        )
+        if status is not Status.sent:
+            self._give_back(job, state, granted)
+        if entry is not None:
+            self._publish_entry_now(job, entry)
+        return entry
+
+    def _give_back(self, job: OutboundJob, state: _State, granted: bool) -> None:
+        self._counters.give_back(state.plan)
+        if granted and state.template_id and state.user_key:
+            self._audience.restore_grant(job.app_id, state.user_key, state.template_id)
 
     # ---- endings -----------------------------------------------------------------------------------------
     async def _close(
@@ -542,7 +610,11 @@ class OutboundGateway:
         return await self._park(record, status, reason, job, self._backoff.delay(record.receive_count))
 
     # ---- events ------------------------------------------------------------------------------------------
-    async def _publish(
+    async def _publish(self, job: OutboundJob, status: OutcomeStatus, reason: str | None, now: datetime,
+                       **details: Any) -> None:
+        await asyncio.to_thread(self._publish_now, job, status, reason, now, **details)
+
+    def _publish_now(
         self,
         job: OutboundJob,
         status: OutcomeStatus,
@@ -577,13 +649,16 @@ class OutboundGateway:
             rule=job.rule,
             message_ref=message_ref(job.ledger_key),
         )
-        await asyncio.to_thread(self._publisher.publish, event)
+        self._publisher.publish(event)
 
     async def _publish_entry(self, job: OutboundJob, entry: LedgerEntry) -> None:
+        await asyncio.to_thread(self._publish_entry_now, job, entry)
+
+    def _publish_entry_now(self, job: OutboundJob, entry: LedgerEntry) -> None:
         status: OutcomeStatus = "skipped" if entry.status is Status.planned else entry.status.value  # type: ignore[assignment]
         # the ledger's time of the transition: a re-published copy is the same event, to the microsecond
         when = datetime.fromisoformat(entry.updated_at) if entry.updated_at else self._clock()
-        await self._publish(
+        self._publish_now(
             job,
             status,
             entry.reason,
@@ -594,13 +669,11 @@ class OutboundGateway:
             hold_until=entry.hold_until if entry.status is Status.held else None,
             marker=entry.marker,
         )
-        if entry.terminal:
-            await asyncio.to_thread(self._ledger.mark_published, job.ledger_key, entry.marker)
 
     async def _republish(self, job: OutboundJob, entry: LedgerEntry) -> None:
-        """A finished entry whose outcome event may never have gone out (a crash after the ledger write)."""
-        if entry.published != entry.marker:
-            await self._publish_entry(job, entry)
+        """A redelivered job found finished: its outcome event may never have gone out (a crash after the ledger
+        write), so it goes out again, with the same event id as any earlier copy."""
+        await self._publish_entry(job, entry)
 
 
 def _channel_fits(channel: Channel, app: AppRecord) -> bool:

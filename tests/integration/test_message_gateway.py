@@ -26,6 +26,7 @@ from lifelink_local.pollers import build_sqs_event
 from lifelink_local.provision import provision
 from lifelink_local.simulator import AlipaySimulator
 from tests.conftest import AWS_ENV, TEMPLATE, KeyPair, load_function
+from tests.outcomes import distinct_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +131,8 @@ class Stack:
             for m in got:
                 self.events.append(json.loads(m["Body"]))
                 self.sqs.delete_message(QueueUrl=self.events_url, ReceiptHandle=m["ReceiptHandle"])
-        return [e for e in self.events if e.get("type") == "message_outcome" and e["ledger_key"] == ledger_key]
+        mine = (e for e in self.events if e.get("type") == "message_outcome" and e["ledger_key"] == ledger_key)
+        return distinct_outcomes(mine)
 
     def not_visible(self) -> int:
         attrs = self.sqs.get_queue_attributes(

@@ -392,8 +392,8 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
             entry = LedgerEntry.from_item(item)
             entries[entry.ledger_key] = entry
     events = [json.loads(m["Body"]) for m in drain(stack.sqs, stack.env["EVENTS_QUEUE_URL"])]
-    # Events are at-least-once (SQS, and a redelivery that finds a job finished before its event was marked
-    # published sends it again). Consumers dedupe by event_id, so reconcile on distinct event ids, and check
+    # Events are at-least-once (SQS, and a redelivery that finds a job finished publishes its outcome event
+    # again). Consumers dedupe by event_id, so reconcile on distinct event ids, and check
     # that every copy of an event is the same event.
     copies: dict[str, dict[str, Any]] = {}
     duplicate_copies = 0

@@ -86,7 +86,6 @@ class LedgerEntry:
     lease_until: datetime | None = None
     hold_until: datetime | None = None
     alipay_ref: str | None = None
-    published: str | None = None
     app_id: str | None = None
     channel: str | None = None
     campaign: str | None = None
@@ -106,7 +105,8 @@ class LedgerEntry:
 
     @property
     def marker(self) -> str:
-        """Names this outcome (status and attempt): the outcome event for it was published when equal."""
+        """Names this outcome (status, attempt, reason): the outcome event's id is derived from it, so every copy of
+        the event for one outcome has the same id."""
         return f"{self.status.value}#{self.attempts}#{self.reason or ''}"
 
     def lease_live(self, now: datetime) -> bool:
@@ -151,7 +151,6 @@ class LedgerEntry:
             lease_until=when_ms("lease_until"),
             hold_until=when_ms("hold_until"),
             alipay_ref=v.get("alipay_ref"),
-            published=v.get("published"),
             app_id=v.get("app_id"),
             channel=v.get("channel"),
             campaign=v.get("campaign"),
@@ -389,14 +388,4 @@ class Ledger:
             "#st = :sending AND lease_until < :now",
             {"sending": "sending", "now": _ms(now)},
             {"status": "failed", "at": _iso(now), "reason": OUTCOME_UNKNOWN, "retryable": False},
-        )
-
-    def mark_published(self, ledger_key: str, marker: str) -> None:
-        """Remember that the outcome event for ``marker`` is on the events queue (redeliveries skip it)."""
-        self._ddb.update_item(
-            TableName=self._table,
-            Key=_key(ledger_key),
-            UpdateExpression="SET published = :m",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":m": {"S": marker}},
         )

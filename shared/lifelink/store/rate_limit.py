@@ -116,6 +116,11 @@ class RateLimiter:
             raise
         return float(got["Attributes"]["tat"]["N"]) - interval
 
+    async def wait(self, seconds: float) -> None:
+        """Sleep until a reserved slot (``reserve``'s answer), on the limiter's clock."""
+        if seconds > 0:
+            await self._sleep(seconds)
+
     async def acquire(self, app_id: str, rate_per_second: float, max_wait: float = 20.0) -> bool:
         """Wait for this sender's slot; False when the next free slot is more than ``max_wait`` seconds away."""
         wait = await asyncio.to_thread(self.reserve, app_id, rate_per_second, max_wait)

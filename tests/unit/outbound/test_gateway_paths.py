@@ -32,6 +32,7 @@ from lifelink.store.ledger import OUTCOME_UNKNOWN, Ledger, Status
 from lifelink.store.rate_limit import LATE_SLOT_S, RateLimiter
 from lifelink_local.simulator import AlipaySimulator
 from tests.conftest import KeyPair
+from tests.outcomes import distinct_outcomes
 
 LIFE = "2021000000000901"  # a life account
 MINI = "2021000000000902"  # a mini program
@@ -206,7 +207,8 @@ class Harness:
             for m in got:
                 self.seen_events.append(json.loads(m["Body"]))
                 self.sqs.delete_message(QueueUrl=self.events_url, ReceiptHandle=m["ReceiptHandle"])
-        return [e for e in self.seen_events if e.get("type") == "message_outcome" and e["ledger_key"] == ledger_key]
+        mine = (e for e in self.seen_events if e.get("type") == "message_outcome" and e["ledger_key"] == ledger_key)
+        return distinct_outcomes(mine)
 
     def calls_for(self, user: str, method: str = SINGLE_SEND) -> list[dict[str, Any]]:
         return [c for c in self.sim.calls() if c["method"] == method and user in json.dumps(c["biz"])]
