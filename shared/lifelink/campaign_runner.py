@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,9 @@ from lifelink.store.audience import Audience
 from lifelink.store.campaigns import CampaignStore, StoredCampaign, campaign_audience
 
 MAX_STEPS_PER_RUN = 200  # a runaway guard: a campaign has at most 3 phases × 20 actions + 4 steps
+STOP_MARGIN_S = 30.0  # with less time left than this, stop at the next progress save (the next run continues)
+
+TimeLeft = Callable[[], float]  # seconds this invocation has left (Lambda: context.get_remaining_time_in_millis)
 
 
 class CampaignNotFound(KeyError):
@@ -41,24 +45,34 @@ class _Stopped(Exception):
 
 
 class SqsPublisher:
-    """Puts jobs on the outbound queue, 10 per ``SendMessageBatch``; entries SQS refuses are retried once, then
-    raise (the action stays claimed and the next reconcile continues from its cursor)."""
+    """Puts jobs on the outbound queue, 10 per ``SendMessageBatch``, up to ``parallel`` calls at once; entries SQS
+    refuses are retried once, then raise (the action stays claimed and the next reconcile continues from its
+    cursor)."""
 
-    def __init__(self, sqs: Any, queue_url: str) -> None:
+    def __init__(self, sqs: Any, queue_url: str, parallel: int = 8) -> None:
         self._sqs = sqs
         self._url = queue_url
+        self._parallel = parallel
 
     def publish_batch(self, jobs: list[OutboundJob]) -> None:
-        for start in range(0, len(jobs), 10):
-            entries = [{"Id": str(i), "MessageBody": job.to_body()} for i, job in enumerate(jobs[start : start + 10])]
-            for _attempt in range(2):
-                failed = {f["Id"] for f in self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
-                          .get("Failed", [])}
-                entries = [e for e in entries if e["Id"] in failed]
-                if not entries:
-                    break
-            if entries:
-                raise RuntimeError(f"outbound queue refused {len(entries)} job(s)")
+        chunks = [jobs[start : start + 10] for start in range(0, len(jobs), 10)]
+        if len(chunks) <= 1 or self._parallel <= 1:
+            for chunk in chunks:
+                self._send(chunk)
+            return
+        with ThreadPoolExecutor(max_workers=min(self._parallel, len(chunks))) as pool:
+            for done in [pool.submit(self._send, chunk) for chunk in chunks]:
+                done.result()
+
+    def _send(self, chunk: list[OutboundJob]) -> None:
+        entries = [{"Id": str(i), "MessageBody": job.to_body()} for i, job in enumerate(chunk)]
+        for _attempt in range(2):
+            answer = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
+            failed = {f["Id"] for f in answer.get("Failed", [])}
+            entries = [e for e in entries if e["Id"] in failed]
+            if not entries:
+                return
+        raise RuntimeError(f"outbound queue refused {len(entries)} job(s)")
 
 
 class CampaignRunner:
@@ -81,6 +95,7 @@ class CampaignRunner:
         self.pools = pools
         self.counters = counters
         self.on_finished = on_finished
+        self._time_left: TimeLeft | None = None
         self._log = logger or logging.getLogger("lifelink.campaigns")
 
     @classmethod
@@ -104,9 +119,14 @@ class CampaignRunner:
 
     # ---- scheduler inputs -----------------------------------------------------------------------------------
 
-    def handle(self, event: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
-        """Do what is due; returns ``{"done": {campaign_id: [step keys]}}`` (empty lists when nothing was due)."""
+    def handle(self, event: dict[str, Any], now: datetime | None = None,
+               time_left: TimeLeft | None = None) -> dict[str, Any]:
+        """Do what is due; returns ``{"done": {campaign_id: [step keys]}}`` (empty lists when nothing was due).
+
+        ``time_left`` (seconds): with less than :data:`STOP_MARGIN_S` left, a fan-out stops at its next progress
+        save and gives its claim up, so the next reconcile continues it instead of waiting for the lease."""
         now = now or datetime.now(UTC)
+        self._time_left = time_left
         kind = event.get("kind")
         if kind == "boundary":
             campaign_id = str(event.get("campaign_id", ""))
@@ -139,6 +159,8 @@ class CampaignRunner:
         """Every due step of one campaign, in order; the keys of the steps this call did."""
         done: list[str] = []
         for _ in range(MAX_STEPS_PER_RUN):
+            if self._out_of_time():
+                break
             stored = self.store.get(campaign_id)
             if stored is None:
                 break
@@ -181,6 +203,8 @@ class CampaignRunner:
 
         def save_progress(cursor: str, counts: dict[str, Any]) -> None:
             self.store.save_cursor(cid, phase, action_id, cursor, now, counts)
+            if self._out_of_time():
+                raise _Stopped("out of time")
             current = self.store.get(cid)
             if current is None or current.state not in LIVE_STATES:
                 raise _Stopped(current.state.value if current else "deleted")
@@ -189,7 +213,7 @@ class CampaignRunner:
         try:
             result = ACTIONS[action.type].fire(ctx)
         except _Stopped as stop:
-            # Paused or cancelled mid fan-out: stop sending; a resume continues from the cursor at once.
+            # Paused, cancelled or out of time mid fan-out: stop; the next run continues from the cursor at once.
             self.store.release_claim(cid, phase, action_id)
             self._log.info("campaign action stopped", extra={"campaign_id": cid, "action": fired_key(phase, action_id),
                                                              "state": str(stop)})
@@ -199,6 +223,9 @@ class CampaignRunner:
                        extra={"campaign_id": cid, "action": fired_key(phase, action_id), "counts": result.counts,
                               "first": first})
         return True
+
+    def _out_of_time(self) -> bool:
+        return self._time_left is not None and self._time_left() < STOP_MARGIN_S
 
     def _context(self, campaign: Campaign, phase: str, action: Any, now: datetime) -> ActionContext:
         return ActionContext(
@@ -239,6 +266,7 @@ class CampaignRunner:
             return False
         if not self.store.transition(campaign_id, CampaignState.paused, stored.paused_from):
             return False
+        self._time_left = None
         self.advance(campaign_id, now or datetime.now(UTC))
         return True
 

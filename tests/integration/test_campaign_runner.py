@@ -398,6 +398,22 @@ def test_pausing_stops_a_fan_out_and_resuming_continues_it(env: Env, monkeypatch
     assert env.store.fired(c.id) == {"preheat.topic"}
 
 
+def test_a_fan_out_running_out_of_time_stops_and_the_next_run_continues_at_once(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(push, "PROGRESS_EVERY", 10)
+    c = campaign()
+    env.apply(c)
+    clock = iter([100.0] * 3 + [5.0] * 100)  # time for two steps and the first progress save, then almost none
+    result = env.runner.handle({"kind": "reconcile"}, at(0), time_left=lambda: next(clock))
+    assert result == {"done": {"double-11": ["enter:preheat"]}}
+    first = env.jobs()
+    assert len(first) == 20  # stopped at the second progress save
+    assert env.runner.handle({"kind": "reconcile"}, at(0)) == {"done": {"double-11": ["fire:preheat.topic"]}}
+    topic = [j.user_key for j in first + env.jobs()]
+    assert sorted(topic) == sorted(FOLLOWERS)
+
+
 def test_runners_racing_each_other_do_every_step_once(env: Env) -> None:
     """A boundary schedule and the reconciler (and a redelivery) running at the same moment in separate
     containers: conditional transitions and claims let each step happen once."""

@@ -2,10 +2,11 @@
 
 Fan-out: each follower of the life account that the audience expression selects and that is not in the holdout
 gets one ``life_template`` job (kind marketing, ``campaign=<id>``, ``phase=<phase>.<action>``, ``not_after`` =
-the end of the phase, the link into the mini program). Jobs go out 10 per ``SendMessageBatch``. Progress (the
-last user queued, and the counts so far) is saved every :data:`PROGRESS_EVERY` users, so a fan-out interrupted
-by a crash or a timeout continues after that user when the action fires again. Users between the saved cursor
-and the crash are queued twice: their jobs have the same ledger key, so the gateway sends them once.
+the end of the phase, the link into the mini program). Every :data:`PROGRESS_EVERY` users the jobs are published
+(10 per ``SendMessageBatch``) and progress is saved (the last user queued, the counts so far), so a fan-out
+interrupted by a crash, a timeout, a pause or a cancel continues after that user when the action fires again.
+Users between the saved cursor and a crash are queued twice: their jobs have the same ledger key, so the
+gateway sends them once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from lifelink.domain.messages import Channel, LifeTemplateContent, OutboundJob, 
 from lifelink.domain.policy import Capped, Expired, Hold, MessagePolicy, SendFacts, Skip, UserState, decide
 from lifelink.store.campaigns import campaign_audience
 
-BATCH = 10
 PROGRESS_EVERY = 100
 _USER_ID = re.compile(r"^2088\d{12}$")
 
@@ -77,28 +77,31 @@ def fan_out(ctx: ActionContext, message: TemplateMessage | None, link: Link | No
     assert ctx.publisher is not None
     content = template_content(ctx, message, link)
     source = audience_users(ctx) if users is None else _after(users, ctx.cursor)
-    batch: list[OutboundJob] = []
-    since_saved = 0
-    last: str | None = None
+    pending: list[OutboundJob] = []
+    seen, last = 0, ""
     for user in source:
-        last, since_saved = user, since_saved + 1
+        seen, last = seen + 1, user
         if holdout and in_holdout(ctx.campaign.id, user, ctx.campaign.holdout_share):
             counts["held_out"] += 1
         else:
-            batch.append(build_job(ctx, user, content, ctx.now))
-        if len(batch) >= BATCH:
-            ctx.publisher.publish_batch(batch)
-            counts["queued"] += len(batch)
-            batch = []
-        if since_saved >= PROGRESS_EVERY and not batch and ctx.save_progress:
-            ctx.save_progress(user, counts)
-            since_saved = 0
-    if batch:
-        ctx.publisher.publish_batch(batch)
-        counts["queued"] += len(batch)
-    if last is not None and ctx.save_progress:
-        ctx.save_progress(last, counts)
+            pending.append(build_job(ctx, user, content, ctx.now))
+        if seen >= PROGRESS_EVERY:
+            _flush(ctx, pending, counts, last)
+            pending, seen = [], 0
+    if seen:
+        _flush(ctx, pending, counts, last)
     return counts
+
+
+def _flush(ctx: ActionContext, jobs: list[OutboundJob], counts: dict[str, Any], last: str) -> None:
+    """Publish (the publisher sends 10 per call, several calls at once), then record the cursor: every user up to
+    ``last`` is queued."""
+    assert ctx.publisher is not None
+    if jobs:
+        ctx.publisher.publish_batch(jobs)
+        counts["queued"] += len(jobs)
+    if ctx.save_progress:
+        ctx.save_progress(last, counts)
 
 
 def _after(users: Iterable[str], cursor: str | None) -> Iterator[str]:

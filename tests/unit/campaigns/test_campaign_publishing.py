@@ -53,9 +53,19 @@ def _jobs(n: int) -> list[OutboundJob]:
 
 def test_batches_of_ten_and_refused_entries_are_sent_again() -> None:
     sqs = FlakySqs()
-    SqsPublisher(sqs, "https://queue").publish_batch(_jobs(23))
+    SqsPublisher(sqs, "https://queue", parallel=1).publish_batch(_jobs(23))
     assert [len(c) for c in sqs.calls] == [10, 1, 10, 3]
     assert sqs.calls[1] == [sqs.calls[0][0]]
+
+
+def test_parallel_batches_deliver_every_job() -> None:
+    sqs = FlakySqs()
+    jobs = _jobs(95)
+    SqsPublisher(sqs, "https://queue", parallel=4).publish_batch(jobs)
+    bodies = [e["MessageBody"] for call in sqs.calls for e in call]
+    assert len(sqs.calls) == 11 and all(len(c) <= 10 for c in sqs.calls)
+    assert sorted(set(bodies)) == sorted(j.to_body() for j in jobs)
+    assert len(bodies) == 96  # the one refused entry went twice
 
 
 def test_entries_refused_twice_raise() -> None:
