@@ -7,6 +7,10 @@ again. With the tens of connections a message gateway keeps open to one host, th
 request and most of the gateway's CPU (``bench/outbound_speed.py`` measured it: about 60 % of all CPU at 50
 connections).
 
+The sockets are plain asyncio streams (:class:`AsyncioBackend`) rather than httpcore's default anyio ones, whose
+every read and write adds cancellation checkpoints (each an extra turn of the event loop) and, when asked whether
+an idle connection was closed, a ``getpeername`` and a ``poll``.
+
 This pool keeps idle HTTP/1.1 connections per origin on a stack (most recently used first, so the warm
 ones are reused and the cold ones age out), checks only the connection it is about to use, and bounds the
 number of connections with a semaphore that honours httpx's pool timeout. The connections themselves are
@@ -19,8 +23,9 @@ HTTP/2 is not offered: it needs the ``h2`` package, which is not a dependency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 
 import httpcore
@@ -44,6 +49,109 @@ _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
 )
 
 Origin = tuple[bytes, bytes, int]
+CLOSE_WAIT_S = 1.0
+READ_LIMIT = 2**20  # asyncio's stream buffer limit; httpcore reads at most 64 KiB at a time
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    """One TCP (or TLS) connection as asyncio streams; httpcore's exceptions for timeouts and socket errors."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(max_bytes)
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout(str(exc) or "read timed out") from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc)) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        try:
+            self._writer.write(buffer)
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout(str(exc) or "write timed out") from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        self._writer.close()
+        # a peer that already reset the connection, or a TLS peer that never answers close_notify
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await self._writer.wait_closed()
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+        except TimeoutError as exc:
+            await self.aclose()
+            raise httpcore.ConnectTimeout(str(exc) or "TLS handshake timed out") from exc
+        except (OSError, ssl.SSLError) as exc:
+            await self.aclose()
+            raise httpcore.ConnectError(str(exc)) from exc
+        return self
+
+    def get_extra_info(self, info: str) -> object:
+        if info == "is_readable":  # asked of idle connections: has the server closed it (or said anything)?
+            return self._reader.at_eof() or self._writer.is_closing()
+        if info == "ssl_object":
+            return self._writer.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return self._writer.get_extra_info("sockname")
+        if info == "server_addr":
+            return self._writer.get_extra_info("peername")
+        if info == "socket":
+            return self._writer.get_extra_info("socket")
+        return None
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend on plain asyncio streams (asyncio sets TCP_NODELAY on TCP connections itself)."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[tuple[int, int, int | bytes]] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, limit=READ_LIMIT, local_addr=(local_address, 0) if local_address else None
+                )
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+        return AsyncioStream(reader, writer)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[tuple[int, int, int | bytes]] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.UnsupportedProtocol("unix sockets are not used for Alipay")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 @contextmanager
@@ -109,7 +217,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         self._ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
         self._max = max_connections
         self._keepalive_expiry = keepalive_expiry
-        self._backend = network_backend
+        self._backend = network_backend or AsyncioBackend()
         self._idle: dict[Origin, list[httpcore.AsyncHTTPConnection]] = {}
         self._slots: asyncio.Semaphore | None = None
         self._in_use = 0

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from lifelink.alipay.transport import PooledTransport, pooled_async_client
 
@@ -163,3 +170,46 @@ def test_a_read_timeout_is_httpx_read_timeout(server: _Server) -> None:
         return None
 
     assert asyncio.run(run()) is httpx.ReadTimeout
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_https_with_a_verified_certificate_reuses_the_tls_connection(server: _Server, tmp_path: Path) -> None:
+    cert_path, key_path = _self_signed(tmp_path)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert_path, key_path)
+    server.socket = server_side.wrap_socket(server.socket, server_side=True)
+    port = server.server_address[1]
+
+    async def run(verify: ssl.SSLContext | bool) -> list[Any]:
+        transport = PooledTransport(max_connections=2, verify=verify)
+        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0)) as client:
+            return [(await client.post(f"https://localhost:{port}/echo", content=b"abc")).json() for _ in range(3)]
+
+    trusting = ssl.create_default_context(cafile=str(cert_path))
+    assert asyncio.run(run(trusting)) == [{"echo": 3}] * 3
+    assert len(server.peers) == 1
+    with pytest.raises(httpx.ConnectError):  # the system trust store does not know this certificate
+        asyncio.run(run(True))
