@@ -551,3 +551,14 @@ def test_preview_reports_pushes_held_by_quiet_hours_or_expiring_there(env: Env) 
     assert held["held"] == {"quiet_hours": 27} and held["would_send"] == 0 and held["expired"] == 0
     expired = env.runner.preview("night-short", now=at(0))["actions"][0]
     assert expired["expired"] == 27 and expired["held"] == {} and expired["would_send"] == 0
+
+
+def test_a_large_preview_decides_for_a_sample_and_scales_up(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(push, "PREVIEW_SAMPLE", 5)
+    c = campaign()
+    env.apply(c)
+    actions = {a["action"]: a for a in env.runner.preview(c.id, now=at(-60))["actions"]}
+    topic, share = actions["preheat.topic"], actions["burst.share"]
+    assert topic["sampled"] == {"examined": 5, "of": 27}
+    assert (topic["recipients"], topic["would_send"]) == (27, 27)
+    assert share["capped"] == {"daily_cap": 27} and share["would_send"] == 0  # the same sample: caps add up

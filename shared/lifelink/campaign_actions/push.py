@@ -25,6 +25,7 @@ from lifelink.domain.policy import Capped, Expired, Hold, MessagePolicy, SendFac
 from lifelink.store.campaigns import campaign_audience
 
 PROGRESS_EVERY = 100
+PREVIEW_SAMPLE = 2000  # recipients whose policy decision a preview reads facts for (per action)
 _USER_ID = re.compile(r"^2088\d{12}$")
 
 
@@ -121,7 +122,9 @@ def preview_push(ctx: ActionContext, message: TemplateMessage | None, link: Link
                  users: Iterable[str] | None = None, holdout: bool = True) -> ActionPreview:
     """What :func:`fan_out` would queue and what the message gateway would decide for each job at the fire time
     (consent, quiet hours, frequency caps as the counters hold them now plus the sends this preview already
-    counted). Reads only."""
+    counted). Reads only. Recipients and holdout are exact; with more than :data:`PREVIEW_SAMPLE` recipients the
+    decisions are taken for an evenly spread sample (the same users for every action) and scaled up, and
+    ``sampled`` says so."""
     out: ActionPreview = {"recipients": 0, "holdout": 0, "messages": {}, "would_send": 0,
                           "held": {}, "capped": {}, "skipped": {}, "expired": 0}
     if message is None:
@@ -130,31 +133,41 @@ def preview_push(ctx: ActionContext, message: TemplateMessage | None, link: Link
     at = max(ctx.now, ctx.fire_time)
     policy: MessagePolicy = ctx.policy_for(ctx.campaign.life_account) if ctx.policy_for else MessagePolicy()
     content = template_content(ctx, message, link)
-    held: Counter[str] = Counter()
-    capped: Counter[str] = Counter()
-    skipped: Counter[str] = Counter()
     source = audience_users(ctx) if users is None else iter(users)
+    recipients: list[str] = []
     for user in source:
         if holdout and in_holdout(ctx.campaign.id, user, ctx.campaign.holdout_share):
             out["holdout"] += 1
-            continue
-        out["recipients"] += 1
+        else:
+            recipients.append(user)
+    examined = recipients
+    if len(recipients) > PREVIEW_SAMPLE:
+        examined = recipients[:: -(-len(recipients) // PREVIEW_SAMPLE)]
+        out["sampled"] = {"examined": len(examined), "of": len(recipients)}
+    tally: Counter[tuple[str, str]] = Counter()
+    for user in examined:
         job = build_job(ctx, user, content, at)
         decision = decide(job, policy, _facts(ctx, job, policy, at), at)
         match decision:
-            case Hold(reason=reason):
-                held[reason] += 1
-            case Capped(reason=reason):
-                capped[reason] += 1
-            case Skip(reason=reason):
-                skipped[reason] += 1
+            case Hold(reason=reason) | Capped(reason=reason) | Skip(reason=reason):
+                tally[(decision.kind, reason)] += 1
             case Expired():
-                out["expired"] += 1
+                tally[("expired", "")] += 1
             case _:
-                out["would_send"] += 1
+                tally[("send", "")] += 1
                 _count_simulated(ctx, job, policy, at)
-    out["messages"] = {Channel.life_template.value: out["recipients"]} if out["recipients"] else {}
-    out.update(held=dict(held), capped=dict(capped), skipped=dict(skipped))
+    scale = len(recipients) / len(examined) if examined else 0.0
+
+    def scaled(n: int) -> int:
+        return round(n * scale)
+
+    buckets = {"hold": "held", "capped": "capped", "skip": "skipped"}
+    for (kind, reason), n in sorted(tally.items()):
+        if kind in buckets:
+            out[buckets[kind]][reason] = scaled(n)
+    out.update(recipients=len(recipients), would_send=scaled(tally[("send", "")]),
+               expired=scaled(tally[("expired", "")]))
+    out["messages"] = {Channel.life_template.value: len(recipients)} if recipients else {}
     return out
 
 
