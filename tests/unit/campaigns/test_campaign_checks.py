@@ -165,3 +165,14 @@ def test_the_audience_is_not_counted_when_the_life_account_is_wrong() -> None:
     errors = errors_of(definition(life_account="2021009999999999"), world)
     assert [e["type"] for e in errors] == ["unknown_app", "not_bound"]
     assert world.asked == []
+
+
+def test_a_campaign_object_is_checked_like_its_definition() -> None:
+    from lifelink.domain.campaigns import Campaign
+
+    good = Campaign.model_validate(definition())
+    assert check_campaign(good, FakeWorld()) is good
+    bad = Campaign.model_validate(edit(definition(), ["phases", "preheat", "end"], iso(70)))
+    with pytest.raises(CampaignInvalid) as caught:
+        check_campaign(bad, FakeWorld())
+    assert [e["type"] for e in caught.value.errors] == ["phase_overlap"]
