@@ -28,6 +28,7 @@ from lifelink.store.counters import Counters
 from lifelink.store.events_queue import EventPublisher
 from lifelink.store.ledger import Ledger
 from lifelink.store.rate_limit import RateLimiter
+from lifelink.store.send_state import SendStateReader
 
 logger = Logger(service="message_gateway")
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
@@ -67,6 +68,7 @@ def _build() -> tuple[asyncio.AbstractEventLoop, OutboundGateway]:
         default_gateway_url=settings.alipay_gateway_url,
         concurrency=n,
         logger=logger,
+        state_reader=SendStateReader(dynamodb, settings.state_table),
     )
     return loop, gateway
 

@@ -51,12 +51,13 @@ from lifelink.domain.attribution import message_ref
 from lifelink.domain.channels import IDEMPOTENT_CHANNELS, build_call, link_tagger
 from lifelink.domain.events import MessageOutcomeEvent, OutcomeStatus, UserRef
 from lifelink.domain.messages import LIFE_CHANNELS, Channel, InvalidJob, MiniSubscriptionContent, OutboundJob, parse_job
-from lifelink.domain.policy import Capped, Expired, Hold, MessagePolicy, Skip, UserState, decide
+from lifelink.domain.policy import Capped, Expired, Hold, MessagePolicy, Skip, decide
 from lifelink.privacy import hash_id
 from lifelink.store.apps import AppRecord
 from lifelink.store.counters import CapPlan, Counters, plan_for
 from lifelink.store.ledger import Claim, Ledger, LedgerEntry, Status
 from lifelink.store.rate_limit import RateLimiter
+from lifelink.store.send_state import ComposedStateReader, StateReader
 
 MAX_VISIBILITY_S = 12 * 3600 - 60  # SQS allows 12 h from the receive; keep a minute in hand
 REQUEUE_AT_RECEIVE = 4  # a hold seen on this receive re-enqueues a fresh copy instead (keeps it off the DLQ)
@@ -230,6 +231,7 @@ class OutboundGateway:
         backoff: Backoff | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         logger: logging.Logger | logging.LoggerAdapter | None = None,  # type: ignore[type-arg]
+        state_reader: StateReader | None = None,
     ) -> None:
         self._registry = registry
         self._secrets = secrets
@@ -249,6 +251,8 @@ class OutboundGateway:
         self._clock = clock
         self._log = logger or logging.getLogger("lifelink.outbound")
         self._clients: dict[str, tuple[str, AsyncAlipayClient]] = {}
+        # One BatchGetItem in production (store.send_state.SendStateReader); the stores' own reads otherwise.
+        self._reader: StateReader = state_reader or ComposedStateReader(ledger, audience, counters)
 
     # ---- entry -------------------------------------------------------------------------------------------
     async def process(self, records: Sequence[QueueRecord]) -> BatchReport:
@@ -379,18 +383,12 @@ class OutboundGateway:
         return await self._retry(record, "busy", "counter_contention", job)
 
     def _read_state(self, job: OutboundJob, policy: MessagePolicy, now: datetime) -> _State:
-        entry = self._ledger.get(job.ledger_key)
         user_key = job.recipient.key
-        user = UserState()
-        if job.channel in (Channel.life_template, Channel.life_custom) and user_key:
-            facts = self._audience.facts(job.app_id, user_key)
-            user = UserState(facts.following, facts.last_interaction_at)
-        grants = 0
         template_id = job.content.user_template_id if isinstance(job.content, MiniSubscriptionContent) else None
-        if template_id and user_key:
-            grants = self._audience.grants(job.app_id, user_key, template_id)
         plan = plan_for(job, policy, now)
-        return _State(entry, plan, self._counters.facts(plan, user, grants), template_id, user_key, now)
+        wants_facts = job.channel in (Channel.life_template, Channel.life_custom)
+        got = self._reader.read(job.app_id, job.ledger_key, plan, user_key, facts=wants_facts, template_id=template_id)
+        return _State(got.entry, plan, got.facts, template_id, user_key, now)
 
     async def _settled(
         self, record: QueueRecord, job: OutboundJob, entry: LedgerEntry | None, now: datetime

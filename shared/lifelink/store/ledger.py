@@ -66,8 +66,12 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def _key(ledger_key: str) -> dict[str, Any]:
+def ledger_item_key(ledger_key: str) -> dict[str, Any]:
+    """The state-table key of a ledger entry."""
     return {"pk": {"S": f"LEDGER#{ledger_key}"}, "sk": {"S": "LEDGER"}}
+
+
+_key = ledger_item_key
 
 
 def _conditional_failed(exc: ClientError) -> bool:

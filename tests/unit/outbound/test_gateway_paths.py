@@ -30,6 +30,7 @@ from lifelink.store.counters import Counters
 from lifelink.store.events_queue import EventPublisher
 from lifelink.store.ledger import OUTCOME_UNKNOWN, Ledger, Status
 from lifelink.store.rate_limit import LATE_SLOT_S, RateLimiter
+from lifelink.store.send_state import SendStateReader
 from lifelink_local.simulator import AlipaySimulator
 from tests.conftest import KeyPair
 from tests.outcomes import distinct_outcomes
@@ -140,6 +141,8 @@ class Harness:
             attribution_key=lambda: b"attribution-key-for-tests-0123456789",
             default_gateway_url=self.sim.gateway_url,
             concurrency=concurrency,
+            # the production read (one BatchGetItem) unless a test wraps the ledger to watch or break it
+            state_reader=SendStateReader(self.ddb, self.table) if ledger is None else None,
             **({} if real_time else {"clock": self.clock}),
         )
         return gateway, loop
