@@ -12,7 +12,19 @@ from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from lifelink.domain.behaviour import (
+    ArticleOpenFields,
+    ArticleProgressFields,
+    BehaviourRules,
+    EventId,
+    InteractionFields,
+    OrderPlacedFields,
+    PageViewFields,
+    ProductViewFields,
+    SessionStartFields,
+)
 
 SCHEMA_VERSION = 1
 
@@ -145,6 +157,76 @@ class MessageOutcomeEvent(_Event):
     message_ref: str
 
 
+# ---- behaviour events (POST /events; fields, bounds and identity in lifelink.domain.behaviour) -------------
+
+
+class _BehaviourEvent(BehaviourRules, _Event):
+    """From the mini program's backend (source ``ingest``): a user is required, datetimes carry a zone, and
+    ``event_id`` is derived from the event's content when the caller sends none."""
+
+    event_id: EventId = ""  # filled during validation (lifelink.domain.behaviour.derive_event_id)
+    source: Source = "ingest"
+    occurred_at: AwareDatetime
+    received_at: AwareDatetime
+    user: UserRef
+
+
+class SessionStartEvent(_BehaviourEvent, SessionStartFields):
+    type: Literal["session_start"] = "session_start"
+
+
+class PageViewEvent(_BehaviourEvent, PageViewFields):
+    type: Literal["page_view"] = "page_view"
+
+
+class ArticleOpenEvent(_BehaviourEvent, ArticleOpenFields):
+    type: Literal["article_open"] = "article_open"
+
+
+class ArticleProgressEvent(_BehaviourEvent, ArticleProgressFields):
+    type: Literal["article_progress"] = "article_progress"
+
+
+class LikeEvent(_BehaviourEvent, InteractionFields):
+    type: Literal["like"] = "like"
+
+
+class CommentEvent(_BehaviourEvent, InteractionFields):
+    type: Literal["comment"] = "comment"
+
+
+class ShareEvent(_BehaviourEvent, InteractionFields):
+    type: Literal["share"] = "share"
+
+
+class FavouriteEvent(_BehaviourEvent, InteractionFields):
+    type: Literal["favourite"] = "favourite"
+
+
+class ProductViewEvent(_BehaviourEvent, ProductViewFields):
+    type: Literal["product_view"] = "product_view"
+
+
+class OrderPlacedEvent(_BehaviourEvent, OrderPlacedFields):
+    type: Literal["order_placed"] = "order_placed"
+
+
+_BEHAVIOUR_CLASSES = (
+    SessionStartEvent
+    | PageViewEvent
+    | ArticleOpenEvent
+    | ArticleProgressEvent
+    | LikeEvent
+    | CommentEvent
+    | ShareEvent
+    | FavouriteEvent
+    | ProductViewEvent
+    | OrderPlacedEvent
+)
+BehaviourEvent = Annotated[_BEHAVIOUR_CLASSES, Field(discriminator="type")]
+"""What ``POST /events`` accepts (a subset of :data:`DomainEvent`)."""
+
+
 DomainEvent = Annotated[
     FollowEvent
     | UnfollowEvent
@@ -157,7 +239,17 @@ DomainEvent = Annotated[
     | OrderPendingEvent
     | MessagePushEvent
     | MessageOutcomeEvent
-    | UnknownEvent,
+    | UnknownEvent
+    | SessionStartEvent
+    | PageViewEvent
+    | ArticleOpenEvent
+    | ArticleProgressEvent
+    | LikeEvent
+    | CommentEvent
+    | ShareEvent
+    | FavouriteEvent
+    | ProductViewEvent
+    | OrderPlacedEvent,
     Field(discriminator="type"),
 ]
 
