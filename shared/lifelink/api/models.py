@@ -365,3 +365,19 @@ class SurveySummaryBody(BaseModel):
     average_rating: dict[str, float | None] = Field(description="Per rating question (None: no ratings yet).")
     option_counts: dict[str, dict[str, int]] = Field(description="Per choice question, answers per option.")
     text_answers: dict[str, int] = Field(description="Per text question, how many answered it.")
+
+
+# ---- behaviour events ingest (lifelink.api.events_ingest) ------------------------------------------------
+
+
+class RejectedEvent(BaseModel):
+    index: int = Field(description="The item's position in `events` (from 0).")
+    errors: list[FieldError] = Field(
+        description="Every problem of the item; `loc` is within the item (`[]`: the item as a whole). Type `queue`: "
+        "the item was valid but the events queue refused it twice (send it again; its id is the same)."
+    )
+
+
+class EventsAccepted(BaseModel):
+    accepted: int = Field(description="Items validated and put on the events queue.")
+    rejected: list[RejectedEvent] = Field(description="The other items, by index (empty: all were accepted).")

@@ -42,6 +42,8 @@ class ApiDeps:
     scheduler: Any = None
     scheduler_target_arn: str = ""
     scheduler_role_arn: str = ""
+    # Behaviour events (issue 5): POST /events publishes onto the events queue.
+    events_queue_url: str = ""
 
     @classmethod
     def from_env(cls, logger: Logger | None = None) -> ApiDeps:
@@ -64,6 +66,7 @@ class ApiDeps:
             scheduler=aws.client("scheduler"),
             scheduler_target_arn=os.environ.get("SCHEDULER_TARGET_ARN", ""),
             scheduler_role_arn=os.environ.get("SCHEDULER_ROLE_ARN", ""),
+            events_queue_url=os.environ.get("EVENTS_QUEUE_URL", ""),
         )
 
 
