@@ -34,6 +34,12 @@ CONVERSION_WINDOW = timedelta(days=7)
 RETURN_WINDOW_DAYS = 7
 PURCHASE_WINDOW_DAYS = 30
 EXIT_BANDS = 5  # 0–20 %, 20–40 %, 40–60 %, 60–80 %, 80–100 %
+# Event types that make a user active on a day (retention): things the user did, in the mini program or the
+# life account. Not unfollow, and nothing we sent them (pushes, message outcomes).
+ACTIVITY_EVENT_TYPES = frozenset({
+    "session_start", "page_view", "article_open", "article_progress", "like", "comment", "share", "favourite",
+    "product_view", "order_placed", "order_paid", "follow", "enter", "menu_click", "user_message",
+})
 
 Zone = str | ZoneInfo
 
