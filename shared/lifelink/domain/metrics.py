@@ -669,3 +669,89 @@ def uplift(treated: Rate, holdout: Rate) -> Uplift:
     hash (``lifelink.domain.campaigns.in_holdout``); both groups must be measured over the same window."""
     value = None if treated.value is None or holdout.value is None else treated.value - holdout.value
     return Uplift(treated, holdout, value, treated.complete and holdout.complete)
+
+
+# --- counter contributions: keep the figures as counters, updated by deltas ---------------------------------
+#
+# Scanning every profile to answer a query is too slow; the aggregator keeps counters instead. For a fact type,
+# ``*_counters(facts)`` says what one user (or user × article) contributes to which counter; when the facts
+# change, add ``counter_delta(before, after)`` to the counters. Since the facts are order-insensitive, so are
+# the counters: a late event that moves a user to an earlier cohort takes them out of the old one. Summing the
+# contributions of every user gives exactly what the metric functions above compute (tests check this).
+
+CounterKey = tuple[str, ...]
+
+
+def counter_delta(before: Mapping[CounterKey, int], after: Mapping[CounterKey, int]) -> dict[CounterKey, int]:
+    """The non-zero changes that turn counters holding ``before`` into counters holding ``after``."""
+    out: dict[CounterKey, int] = {}
+    for key in before.keys() | after.keys():
+        change = after.get(key, 0) - before.get(key, 0)
+        if change:
+            out[key] = change
+    return out
+
+
+def activity_counters(f: ActivityFacts, max_n: int = 30) -> dict[CounterKey, int]:
+    """("cohort", D), ("returned_7d", D) and ("on", D, n) for each n in 1…max_n the user was active on D+n,
+    with D their first active day (ISO dates). return_rate_7d(D) = returned_7d / cohort; day-N on = on / cohort."""
+    if f.first_active_day is None:
+        return {}
+    d = f.first_active_day.isoformat()
+    out: dict[CounterKey, int] = {("cohort", d): 1}
+    if f.days & _RETURN_MASK:
+        out[("returned_7d", d)] = 1
+    bits = f.days >> 1
+    n = 1
+    while bits and n <= max_n:
+        if bits & 1:
+            out[("on", d, str(n))] = 1
+        bits >>= 1
+        n += 1
+    return out
+
+
+def follow_counters(f: FollowFacts, tz: Zone = DEFAULT_TZ) -> dict[CounterKey, int]:
+    """("gained", day) and ("lost", day): the user's state changes per calendar day."""
+    out: dict[CounterKey, int] = {}
+    for at, followed in f.transitions():
+        key = ("gained" if followed else "lost", local_day(at, tz).isoformat())
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def article_counters(f: ArticleFacts) -> dict[CounterKey, int]:
+    """("openers", a), ("completers", a), ("exit_band", a, i), ("interacting", a) for one user × article.
+    (Likes, comments and shares are plain counters: add one per event.)"""
+    if not f.opened:
+        return {}
+    a = f.article_id
+    out: dict[CounterKey, int] = {("openers", a): 1, ("exit_band", a, str(exit_band(f.max_depth))): 1}
+    if f.completed:
+        out[("completers", a)] = 1
+    if f.interacted:
+        out[("interacting", a)] = 1
+    return out
+
+
+def purchase_counters(orders: Orders, tz: Zone = DEFAULT_TZ) -> dict[CounterKey, int]:
+    """For every as-of day whose 30-day window holds a paid order of the user: ("orders_30d", day) += the number
+    of them, ("buyers_30d", day) = 1 and ("repeat_buyers_30d", day) = 1 when ≥ 2. A paid order touches 30
+    as-of days (about 90 keys): pre-aggregate within a batch."""
+    zone = zone_of(tz)
+    days = sorted(o.paid_at.astimezone(zone).date() for o in orders.values() if o.paid and o.paid_at is not None)
+    if not days:
+        return {}
+    per_day: dict[date, int] = {}
+    for d in days:
+        for k in range(PURCHASE_WINDOW_DAYS):
+            as_of = d + timedelta(days=k)
+            per_day[as_of] = per_day.get(as_of, 0) + 1
+    out: dict[CounterKey, int] = {}
+    for as_of, n in per_day.items():
+        key = as_of.isoformat()
+        out[("orders_30d", key)] = n
+        out[("buyers_30d", key)] = 1
+        if n >= 2:
+            out[("repeat_buyers_30d", key)] = 1
+    return out
