@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import base64
 import json
+import multiprocessing
+import os
 import random
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,12 +32,13 @@ from moto.server import ThreadedMotoServer
 
 from lifelink.api.resolver import ApiDeps, InternalApi
 from lifelink.domain.campaigns import Campaign, CampaignState
+from lifelink.domain.messages import Recipient
 from lifelink.store import aws as aws_clients
 from lifelink.store.apps import AppRegistry
 from lifelink.store.audience import Audience
 from lifelink.store.campaigns import CampaignStore, Draw
 from lifelink.store.ledger import Ledger, Status
-from lifelink.store.participation import Participation, vote_day
+from lifelink.store.participation import Participation, Refused, vote_day
 from lifelink_local.handlers import LambdaContext
 from lifelink_local.provision import Provisioned, provision
 from tests.integration.outbound_support import atomic_moto_backends
@@ -49,10 +53,17 @@ THREADS = 16
 
 @dataclass
 class Stack:
+    """``call`` answers one request at a time, as a Lambda container does: Powertools' resolver keeps the current
+    event on a class attribute, so concurrent requests go to separate processes (see ``containers``)."""
+
     provisioned: Provisioned
     ddb: Any
     sqs: Any
-    api: InternalApi
+    deps: ApiDeps
+
+    @cached_property
+    def api(self) -> InternalApi:
+        return InternalApi(self.deps)
 
     @property
     def table(self) -> str:
@@ -118,7 +129,7 @@ def stack() -> Iterator[Stack]:
                 dynamodb=ddb,
                 state_table=table,
             )
-            yield Stack(provisioned, ddb, sqs, InternalApi(deps))
+            yield Stack(provisioned, ddb, sqs, deps)
     finally:
         server.stop()
         aws_clients.client.cache_clear()
@@ -139,28 +150,56 @@ def coupons(**stock: int) -> dict[str, Any]:
     return {name: {**spec, "stock": stock.get(name, spec["stock"])} for name, spec in base.items()}
 
 
+# ---- concurrency -------------------------------------------------------------------------------------------
+
+_container: InternalApi | None = None
+
+
+def _handle_in_container(method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    """One request in a worker process: a Lambda-like container with its own InternalApi (built from the
+    environment, as functions/internal_api/app.py does), handling one event at a time."""
+    global _container
+    if _container is None:
+        _container = InternalApi(ApiDeps.from_env())
+    result = _container.handle(iam_event(method, path, json.dumps(body)), LambdaContext(function_name="internal_api"))
+    return result["statusCode"], json.loads(result["body"])
+
+
+@pytest.fixture(scope="module")
+def containers(stack: Stack) -> Iterator[ProcessPoolExecutor]:
+    """THREADS worker processes talking to the same moto server (their environment names its table and queue)."""
+    env = {"STATE_TABLE": stack.table, "OUTBOUND_QUEUE_URL": stack.queue, "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    previous = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        with ProcessPoolExecutor(max_workers=THREADS, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield pool
+    finally:
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_concurrently(calls: list[Any]) -> list[Any]:
+    """Each call on one of THREADS threads, in a shuffled order."""
     random.Random(7).shuffle(calls)
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         return list(pool.map(lambda f: f(), calls))
 
 
-# ---- concurrency -------------------------------------------------------------------------------------------
+def outcome(call: Any) -> tuple[str, Any]:
+    """("granted", result) or ("refused", kind)."""
+    try:
+        return "granted", call()
+    except Refused as exc:
+        return "refused", exc.kind
 
 
-def test_concurrent_reservations_never_oversell_and_never_grant_twice(stack: Stack) -> None:
-    live(stack, "rush", "preheat", coupons=coupons(early=20))
-    users = [f"open-{i:03d}" for i in range(60)]
-
-    def reserve(user: str) -> Any:
-        return lambda: (
-            user,
-            *stack.call("POST", "/campaigns/rush/reservations", {"action": "early", "user": {"open_id": user}}),
-        )
-
-    answers = run_concurrently([reserve(u) for u in users for _ in range(2)])
-
-    assert {status for _, status, _ in answers} <= {200, 201, 409}
+def check_reservations(stack: Stack, campaign_id: str, users: list[str], answers: list[tuple[str, int, Any]]) -> None:
+    """20 units: exactly 20 users reserved, once each, 20 coupon jobs to them, stock 0; everyone else sold out."""
+    assert {status for _, status, _ in answers} <= {200, 201, 409}, answers
     created = Counter(user for user, status, _ in answers if status == 201)
     assert sum(created.values()) == 20 and set(created.values()) == {1}
     for user, status, body in answers:
@@ -169,74 +208,112 @@ def test_concurrent_reservations_never_oversell_and_never_grant_twice(stack: Sta
         elif status == 200:
             assert body["result"] == "already_reserved" and user in created
     jobs = stack.jobs()
-    assert len(jobs) == 20
     assert sorted(j["recipient"]["open_id"] for j in jobs) == sorted(created)
     assert {(j["channel"], j["content"]["activity_id"], j["phase"]) for j in jobs} == {
         ("coupon", "ACT_EARLY", "preheat.early")
     }
     p = stack.participation()
-    assert p.pool_members("rush", "reservations") == sorted(created)
-    assert p.counts(p.load("rush").campaign)["early"] == {"reservations": 20, "stock_left": 0}  # type: ignore[union-attr]
+    stored = p.load(campaign_id)
+    assert stored is not None
+    assert p.pool_members(campaign_id, "reservations") == sorted(created)
+    assert p.counts(stored.campaign)["early"] == {"reservations": 20, "stock_left": 0}
+
+
+def test_concurrent_reservations_through_the_api_never_oversell_and_never_grant_twice(
+    stack: Stack, containers: ProcessPoolExecutor
+) -> None:
+    """60 users × 2 requests through the internal API handler in THREADS Lambda-like processes at once."""
+    live(stack, "rush", "preheat", coupons=coupons(early=20))
+    users = [f"open-{i:03d}" for i in range(60)]
+    requests = [u for u in users for _ in range(2)]
+    random.Random(3).shuffle(requests)
+    bodies = [{"action": "early", "user": {"open_id": u}} for u in requests]
+    answers = containers.map(
+        _handle_in_container, ["POST"] * len(bodies), ["/campaigns/rush/reservations"] * len(bodies), bodies
+    )
+    check_reservations(stack, "rush", users, [(u, *a) for u, a in zip(requests, answers, strict=True)])
+
+
+def test_concurrent_reservations_from_threads_never_oversell_and_never_grant_twice(stack: Stack) -> None:
+    """The same rush from THREADS threads sharing one store (boto3 clients are thread-safe)."""
+    campaign = live(stack, "rush-threads", "preheat", coupons=coupons(early=20))
+    users = [f"open-{i:03d}" for i in range(60)]
+    p = stack.participation()
+
+    def reserve(user: str) -> Any:
+        def call() -> Any:
+            return user, *outcome(
+                lambda: p.reserve(campaign, "early", Recipient(open_id=user), datetime.now(UTC), state="preheat")
+            )
+
+        return call
+
+    answers = []
+    for user, kind, result in run_concurrently([reserve(u) for u in users for _ in range(2)]):
+        if kind == "refused":
+            answers.append((user, 409, {"errors": [{"type": result}]}))
+        else:
+            answers.append((user, 201 if result.created else 200, {"result": "already_reserved"}))
+    check_reservations(stack, "rush-threads", users, answers)
 
 
 def test_concurrent_shares_are_recorded_once_and_unlock_the_reward_once(stack: Stack) -> None:
-    live(stack, "sharing", "burst", coupons=coupons(thanks=10))
+    campaign = live(stack, "sharing", "burst", coupons=coupons(thanks=10))
     users = [f"sharer-{i:02d}" for i in range(30)]
+    p = stack.participation()
 
     def share(user: str) -> Any:
-        return lambda: (
-            user,
-            *stack.call("POST", "/campaigns/sharing/shares", {"action": "share", "user": {"open_id": user}}),
-        )
+        return lambda: (user, p.share(campaign, "share", Recipient(open_id=user), datetime.now(UTC), state="burst"))
 
     answers = run_concurrently([share(u) for u in users for _ in range(2)])
 
-    assert Counter(status for _, status, _ in answers) == {201: 30, 200: 30}
-    rewarded = {user for user, status, body in answers if status == 201 and body["coupon_status"] == "queued"}
+    assert Counter(grant.created for _, grant in answers) == {True: 30, False: 30}
+    rewarded = {user for user, grant in answers if grant.created and grant.coupon_status == "queued"}
     assert len(rewarded) == 10
+    assert {user for user, grant in answers if grant.coupon_status == "sold_out"} == set(users) - rewarded
     jobs = stack.jobs()
     assert sorted(j["recipient"]["open_id"] for j in jobs) == sorted(rewarded)
-    p = stack.participation()
     assert p.pool_members("sharing", "shares") == sorted(users)
-    assert p.counts(p.load("sharing").campaign)["share"] == {"shares": 30, "rewarded": 10, "stock_left": 0}  # type: ignore[union-attr]
+    assert p.counts(campaign)["share"] == {"shares": 30, "rewarded": 10, "stock_left": 0}
 
 
 def test_concurrent_votes_count_once_per_voter_per_entry_per_day(stack: Stack) -> None:
     campaign = live(stack, "voting", "burst")
-    status, entry = stack.call(
-        "POST", "/campaigns/voting/entries", {"action": "ugc", "user": {"open_id": "author"}, "title": "Mine"}
-    )
-    assert status == 201
-    status, other = stack.call(
-        "POST", "/campaigns/voting/entries", {"action": "ugc", "user": {"open_id": "rival"}, "title": "Theirs"}
-    )
-    assert status == 201
+    p = stack.participation()
+    now = datetime.now(UTC)
+    entry = p.submit_entry(campaign, "ugc", "author", "Mine", None, now, state="burst")
+    other = p.submit_entry(campaign, "ugc", "rival", "Theirs", None, now, state="burst")
     voters = [f"voter-{i:02d}" for i in range(40)]
     audience = Audience(stack.ddb, stack.table)
     for voter in voters[:30]:
-        audience.touch(MINI_APP, voter, datetime.now(UTC))  # the last 10 are strangers to the app
-    day = vote_day(campaign, datetime.now(UTC))
+        audience.touch(MINI_APP, voter, now)  # the last 10 are strangers to the app
+    day = vote_day(campaign, now)
 
     def vote(voter: str, entry_id: str) -> Any:
-        body = {"action": "ugc", "entry_id": entry_id, "user": {"open_id": voter}}
-        return lambda: (voter, entry_id, *stack.call("POST", "/campaigns/voting/votes", body))
+        return lambda: (
+            voter,
+            entry_id,
+            *outcome(lambda: p.vote(campaign, "ugc", entry_id, voter, datetime.now(UTC), state="burst")),
+        )
 
-    calls = [vote(v, entry["entry_id"]) for v in voters for _ in range(3)] + [
-        vote(v, other["entry_id"]) for v in voters[:10]
-    ]
+    calls = [vote(v, entry.entry_id) for v in voters for _ in range(3)]
+    calls += [vote(v, other.entry_id) for v in voters[:10]]
     answers = run_concurrently(calls)
     if vote_day(campaign, datetime.now(UTC)) != day:
         pytest.skip("the Shanghai day changed during the test")
 
-    counted = Counter((v, e) for v, e, status, _ in answers if status == 201)
+    counted = Counter((v, e) for v, e, kind, _ in answers if kind == "granted")
     assert set(counted.values()) == {1}
-    assert {v for v, e in counted if e == entry["entry_id"]} == set(voters[:30])
-    refusals = Counter(body["errors"][0]["type"] for _, _, status, body in answers if status == 409)
-    assert refusals == {"already_voted": 60, "unknown_voter": 30}
+    assert {v for v, e in counted if e == entry.entry_id} == set(voters[:30])
+    assert {v for v, e in counted if e == other.entry_id} == set(voters[:10])
+    assert Counter(result for _, _, kind, result in answers if kind == "refused") == {
+        "already_voted": 60,
+        "unknown_voter": 30,
+    }
     status, board = stack.call("GET", "/campaigns/voting/leaderboard", query={"action": "ugc", "limit": 5})
     assert status == 200
     assert [(e["title"], e["votes"], e["rank"]) for e in board["entries"]] == [("Mine", 30, 1), ("Theirs", 10, 2)]
-    assert stack.participation().pool_members("voting", "voters", "ugc") == sorted(voters[:30])
+    assert p.pool_members("voting", "voters", "ugc") == sorted(voters[:30])
     assert stack.jobs() == []
 
 
@@ -389,7 +466,7 @@ class _FailingQueue:
 
 def test_a_reservation_whose_coupon_could_not_be_queued_fails_and_its_retry_queues_it(stack: Stack) -> None:
     live(stack, "routes-503", "preheat")
-    broken = InternalApi(ApiDeps(**{**vars(stack.api.deps), "sqs": _FailingQueue(stack.sqs)}))
+    broken = InternalApi(ApiDeps(**{**vars(stack.deps), "sqs": _FailingQueue(stack.sqs)}))
     request = {"action": "early", "user": {"open_id": "unlucky-timing"}}
     event = iam_event("POST", "/campaigns/routes-503/reservations", json.dumps(request))
 
