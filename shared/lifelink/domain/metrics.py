@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -537,6 +538,14 @@ def observe_trade(orders: Orders, out_trade_no: str, status: str, at: datetime, 
     return out
 
 
+def to_cents(amount: Decimal | str | int) -> int:
+    """A yuan amount as Alipay sends it (``total_amount``, ``refund_fee``: "12.30") in integer cents."""
+    value = Decimal(str(amount)) * 100
+    if value != value.to_integral_value():
+        raise ValueError(f"not a whole number of cents: {amount!r}")
+    return int(value)
+
+
 def window_days(as_of: date, days: int) -> tuple[date, date]:
     """The ``days`` calendar days ending with ``as_of`` (inclusive)."""
     return as_of - timedelta(days=days - 1), as_of
@@ -732,6 +741,21 @@ def article_counters(f: ArticleFacts) -> dict[CounterKey, int]:
     if f.interacted:
         out[("interacting", a)] = 1
     return out
+
+
+def session_counters(s: Session, tz: Zone = DEFAULT_TZ) -> dict[CounterKey, int]:
+    """("sessions", day) and ("life_sessions", day) for one session (count each session event once)."""
+    day = local_day(s.started_at, tz).isoformat()
+    out: dict[CounterKey, int] = {("sessions", day): 1}
+    if s.from_life_account:
+        out[("life_sessions", day)] = 1
+    return out
+
+
+def page_view_counters(v: PageView, tz: Zone = DEFAULT_TZ) -> dict[CounterKey, float]:
+    """("page_views", page, day) += 1 and ("page_seconds", page, day) += the capped stay, for one view."""
+    day = local_day(v.at, tz).isoformat()
+    return {("page_views", v.page, day): 1, ("page_seconds", v.page, day): capped_stay(v.foreground_s)}
 
 
 def purchase_counters(orders: Orders, tz: Zone = DEFAULT_TZ) -> dict[CounterKey, int]:

@@ -1,6 +1,17 @@
+from collections import Counter
+from decimal import Decimal
+
 import pytest
 
-from lifelink.domain.metrics import PageView, Session, avg_page_stay_seconds, life_traffic_share
+from lifelink.domain.metrics import (
+    PageView,
+    Session,
+    avg_page_stay_seconds,
+    life_traffic_share,
+    page_view_counters,
+    session_counters,
+    to_cents,
+)
 
 from .helpers import DAY0, d, sh
 
@@ -32,3 +43,28 @@ def test_page_stay_is_capped_at_30_minutes_per_view() -> None:
 def test_negative_stay_is_refused() -> None:
     with pytest.raises(ValueError):
         avg_page_stay_seconds("p", DAY0, [PageView("p", sh(d(0)), -1)])
+
+
+def test_session_and_page_counters_match_the_definitions() -> None:
+    sessions = [Session(sh(d(0), 9), "1020"), Session(sh(d(0), 10), "1001", True), Session(sh(d(0), 11), "1001"),
+                Session(sh(d(1), 0, 1), "1020")]
+    total: Counter[tuple[str, ...]] = Counter()
+    for s in sessions:
+        total.update(session_counters(s))
+    r = life_traffic_share(DAY0, sessions)
+    key = DAY0.isoformat()
+    assert (total[("life_sessions", key)], total[("sessions", key)]) == (r.numerator, r.denominator) == (2, 3)
+    views = [PageView("p", sh(d(0), 9), 10), PageView("p", sh(d(0), 10), 4000)]
+    pages: Counter[tuple[str, ...]] = Counter()
+    for v in views:
+        pages.update(page_view_counters(v))
+    stay = avg_page_stay_seconds("p", DAY0, views)
+    assert (pages[("page_seconds", "p", key)], pages[("page_views", "p", key)]) == (stay.numerator, stay.denominator)
+
+
+def test_to_cents() -> None:
+    assert to_cents("12.30") == 1230
+    assert to_cents(Decimal("0.01")) == 1
+    assert to_cents(5) == 500
+    with pytest.raises(ValueError):
+        to_cents("0.001")
