@@ -109,3 +109,10 @@ def test_any_fold_order_and_merge_split_equal_the_set(offsets: list[int], rnd: r
     left, right = ActivityFacts.from_days(shuffled[:cut]), ActivityFacts.from_days(shuffled[cut:])
     assert folded == ActivityFacts.from_days(days) == left.merge(right) == right.merge(left)
     assert folded.active_days == set(days)
+
+
+def test_day_end_is_local_midnight() -> None:
+    from lifelink.domain.metrics import day_end
+
+    assert day_end(DAY0) == datetime(2026, 11, 2, 16, 0, tzinfo=UTC)  # 00:00 on the 3rd in Shanghai
+    assert day_end(DAY0, "UTC") == datetime(2026, 11, 3, 0, 0, tzinfo=UTC)
