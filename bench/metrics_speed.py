@@ -133,26 +133,44 @@ def fold_orders(c: Columns, keep: set[int] | None = None) -> dict[int, dict[str,
     return out
 
 
-def ours(c: Columns, users: Sequence[int] | range) -> tuple[dict[date, Rate], Rate, dict[str, float]]:
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
+class _Clock:
+    """Wall and CPU seconds of each step (the CPU figure is what counts on a busy shared machine)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, tuple[float, float]] = {}
+        self._t = (time.perf_counter(), time.process_time())
+
+    def lap(self, name: str) -> None:
+        now = (time.perf_counter(), time.process_time())
+        self.steps[name] = (now[0] - self._t[0], now[1] - self._t[1])
+        self.reset()
+
+    def reset(self) -> None:
+        self._t = (time.perf_counter(), time.process_time())
+
+
+def ours(c: Columns, users: Sequence[int] | range) -> tuple[dict[date, Rate], Rate, dict[str, tuple[float, float]]]:
+    clock = _Clock()
     activity = load_activity(c, users)
-    times["load activity facts"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    clock.lap(LOAD)
     rates = return_rates_7d(activity, TODAY)
-    times["return_rate_7d, every cohort"] = time.perf_counter() - t0
+    clock.lap(RETURN)
     del activity
-    t0 = time.perf_counter()
     keep = None if isinstance(users, range) and len(users) == len(c.first) else set(users)
+    clock.reset()
     orders = fold_orders(c, keep)
-    times["fold notifications (aggregator)"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    clock.lap(FOLD)
     repeat = repeat_buyer_rate_30d(orders.values(), AS_OF, TODAY)
-    times["repeat_buyer_rate_30d"] = time.perf_counter() - t0
-    return rates, repeat, times
+    clock.lap(REPEAT)
+    return rates, repeat, clock.steps
 
 
-def peer(c: Columns, users: Sequence[int]) -> tuple[dict[date, tuple[int, int]], tuple[int, int], float]:
+LOAD, RETURN, FOLD, REPEAT = ("load activity facts", "return_rate_7d, every cohort",
+                              "fold notifications (aggregator)", "repeat_buyer_rate_30d")
+
+
+def peer(c: Columns, users: Sequence[int]) -> tuple[dict[date, tuple[int, int]], tuple[int, int],
+                                                   tuple[float, float]]:
     """Per-event, plain sets. The events are built first (not timed): what a raw events table would hold."""
     rng = random.Random(SEED + 1)
     events: list[tuple[int, datetime]] = []
@@ -169,7 +187,7 @@ def peer(c: Columns, users: Sequence[int]) -> tuple[dict[date, tuple[int, int]],
     rng.shuffle(events)
     rng.shuffle(notes)
 
-    t0 = time.perf_counter()
+    t0 = time.perf_counter(), time.process_time()
     days: dict[int, set[date]] = {}
     for u, at in events:
         days.setdefault(u, set()).add(at.astimezone(SH).date())
@@ -195,7 +213,7 @@ def peer(c: Columns, users: Sequence[int]) -> tuple[dict[date, tuple[int, int]],
         if no not in refunded and first_day <= day <= last_day:
             per_user[u] = per_user.get(u, 0) + 1
     repeat = (sum(1 for n in per_user.values() if n >= 2), len(per_user))
-    return cohorts, repeat, time.perf_counter() - t0
+    return cohorts, repeat, (time.perf_counter() - t0[0], time.process_time() - t0[1])
 
 
 def _maxrss_bytes() -> int:
@@ -223,9 +241,11 @@ def run(n_users: int = N_USERS) -> list[Row]:
     rss_before = _maxrss_bytes()
     rates, repeat, times = ours(cols, range(n_users))
     rss = _maxrss_bytes()
-    query_s = times["load activity facts"] + times["return_rate_7d, every cohort"] + times["repeat_buyer_rate_30d"]
-    peer_s = p_s * SAMPLE_EVERY
-    print_table(("step (ours, all users)", "seconds"), [(k, f"{v:.2f}") for k, v in times.items()])
+    query = [sum(times[k][i] for k in (LOAD, RETURN, REPEAT)) for i in (0, 1)]
+    total = [query[i] + times[FOLD][i] for i in (0, 1)]
+    peer_wall, peer_cpu = p_s[0] * SAMPLE_EVERY, p_s[1] * SAMPLE_EVERY
+    print_table(("step (ours, all users)", "wall s", "CPU s"),
+                [(k, f"{w:.2f}", f"{c:.2f}") for k, (w, c) in times.items()])
     print()
     comp = [r for r in rates.values() if r.value is not None]
     avg = sum(r.value or 0.0 for r in comp) / len(comp)
@@ -233,14 +253,16 @@ def run(n_users: int = N_USERS) -> list[Row]:
     print(f"return_rate_7d: {len(rates)} cohorts, mean {avg:.3f}, all complete: {done}; "
           f"repeat_buyer_rate_30d {repeat.value:.4f} ({int(repeat.numerator):,}/{repeat.denominator:,})")
     print(f"peak RSS (ru_maxrss) {rss / 2**20:,.0f} MiB (before the full run: {rss_before / 2**20:,.0f} MiB)")
-    print(f"peer (per-event, plain sets) on the 1 % sample: {p_s:.2f} s → ×{SAMPLE_EVERY} = {peer_s:.1f} s")
-    total_s = query_s + times["fold notifications (aggregator)"]
+    print(f"peer (per-event, plain sets) on the 1 % sample: {p_s[0]:.2f} s wall, {p_s[1]:.2f} s CPU "
+          f"→ ×{SAMPLE_EVERY} = {peer_wall:.0f} s wall, {peer_cpu:.0f} s CPU")
     size = f"{n_users / 1e6:g}M×{DAYS}d"
     return [
-        Row(f"metrics {size}: query (load+compute)", f"{query_s:.1f} s", f"{peer_s:.0f} s (scaled)",
-            peer_s / query_s if query_s else None, f"≤ {TARGET_S:.0f} s", query_s <= TARGET_S),
-        Row(f"metrics {size}: incl. order fold", f"{total_s:.1f} s", "—", None, f"≤ {TARGET_S:.0f} s",
-            total_s <= TARGET_S),
+        Row(f"metrics {size}: query CPU s (load+compute)", f"{query[1]:.1f} s", f"{peer_cpu:.0f} s (1 %, ×100)",
+            peer_cpu / query[1] if query[1] else None, f"≤ {TARGET_S:.0f} s", query[1] <= TARGET_S),
+        Row(f"metrics {size}: query wall s", f"{query[0]:.1f} s", f"{peer_wall:.0f} s (1 %, ×100)",
+            peer_wall / query[0] if query[0] else None, f"≤ {TARGET_S:.0f} s", query[0] <= TARGET_S),
+        Row(f"metrics {size}: wall s incl. order fold", f"{total[0]:.1f} s", "—", None, f"≤ {TARGET_S:.0f} s",
+            total[0] <= TARGET_S),
         Row(f"metrics {size}: peak RSS", f"{rss / 2**20:,.0f} MiB", "—", None, "≤ 1,024 MiB",
             rss <= TARGET_BYTES),
     ]
