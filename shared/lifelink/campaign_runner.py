@@ -330,7 +330,7 @@ class CampaignRunner:
         steps = [s for s in timeline(c) if s.kind == "fire"
                  and (s.phase == phase if phase else s.fired_key not in done)]
         members = list(campaign_audience(self.audience, c))
-        holdout = sum(1 for u in members if in_holdout(c.id, u, c.holdout_share))
+        holdout = sum(1 for u in members if in_holdout(c.life_account, c.id, u, c.holdout_share))
         simulated: dict[tuple[str, str, str], int] = {}
         out_actions = []
         for step in steps:

@@ -223,7 +223,7 @@ def test_holdout_users_get_nothing(env: Env) -> None:
     sent = {j.user_key for j in env.jobs()}
     from lifelink.domain.campaigns import in_holdout
 
-    held = {u for u in FOLLOWERS if in_holdout(c.id, u, 0.5)}
+    held = {u for u in FOLLOWERS if in_holdout(c.life_account, c.id, u, 0.5)}
     assert held and sent == set(FOLLOWERS) - held
     assert env.store.counts(c.id)["preheat.topic"]["held_out"] == len(held)
 
@@ -505,7 +505,7 @@ def test_preview_writes_and_sends_nothing_and_counts_what_policy_would_do(env: E
     assert json.loads(json.dumps(report)) == report
     from lifelink.domain.campaigns import in_holdout
 
-    held_out = sum(1 for u in FOLLOWERS if in_holdout(c.id, u, 0.3))
+    held_out = sum(1 for u in FOLLOWERS if in_holdout(c.life_account, c.id, u, 0.3))
     assert report["audience"] == {"expression": None, "size": 27, "holdout": held_out, "holdout_share": 0.3,
                                   "expression_terms": None}
     actions = {a["action"]: a for a in report["actions"]}
@@ -522,7 +522,8 @@ def test_preview_writes_and_sends_nothing_and_counts_what_policy_would_do(env: E
     assert report["totals"]["messages"]["life_template"] == 5 * reach + 2
     # Winners are not held out; a winner in the holdout got nothing earlier that day, so is not capped.
     provisional = sorted(FOLLOWERS[:3])[:2]
-    assert actions["settle.draw"]["capped"] == {"daily_cap": sum(not in_holdout(c.id, u, 0.3) for u in provisional)}
+    capped = sum(not in_holdout(c.life_account, c.id, u, 0.3) for u in provisional)
+    assert actions["settle.draw"]["capped"] == {"daily_cap": capped}
     assert report["totals"]["capped"]["daily_cap"] == 2 * reach + actions["settle.draw"]["capped"]["daily_cap"]
 
     only_burst = env.runner.preview(c.id, phase="burst", now=at(-60))

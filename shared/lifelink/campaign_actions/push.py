@@ -82,7 +82,7 @@ def fan_out(ctx: ActionContext, message: TemplateMessage | None, link: Link | No
     seen, last = 0, ""
     for user in source:
         seen, last = seen + 1, user
-        if holdout and in_holdout(ctx.campaign.id, user, ctx.campaign.holdout_share):
+        if holdout and in_holdout(ctx.campaign.life_account, ctx.campaign.id, user, ctx.campaign.holdout_share):
             counts["held_out"] += 1
         else:
             pending.append(build_job(ctx, user, content, ctx.now))
@@ -136,7 +136,7 @@ def preview_push(ctx: ActionContext, message: TemplateMessage | None, link: Link
     source = audience_users(ctx) if users is None else iter(users)
     recipients: list[str] = []
     for user in source:
-        if holdout and in_holdout(ctx.campaign.id, user, ctx.campaign.holdout_share):
+        if holdout and in_holdout(ctx.campaign.life_account, ctx.campaign.id, user, ctx.campaign.holdout_share):
             out["holdout"] += 1
         else:
             recipients.append(user)

@@ -294,10 +294,11 @@ def _localise_time(value: Any, zone: tzinfo) -> Any:
     return value
 
 
-def in_holdout(campaign_id: str, user: str, share: float) -> bool:
+def in_holdout(app_id: str, campaign_id: str, user: str, share: float) -> bool:
     """Whether a user is held out of a campaign's pushes (and so measures its uplift): a stable hash of
-    (campaign, user) below ``share``. The same user is in or out on every run and every container."""
+    (app, campaign, user) below ``share`` (BRIEF §4). The same user is in or out on every run and every container;
+    ``app_id`` is the campaign's life account."""
     if share <= 0:
         return False
-    digest = hashlib.sha256(f"{campaign_id}|{user}".encode()).digest()
+    digest = hashlib.sha256(f"{app_id}|{campaign_id}|{user}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share

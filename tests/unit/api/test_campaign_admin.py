@@ -464,7 +464,7 @@ def test_preview_of_a_phase_counts_the_audience_and_messages_and_writes_nothing(
     assert answer.status == 200, answer.body
     body = answer.body
     assert (body["campaign_id"], body["phase"], body["state"]) == ("spring-sale", "preheat", "scheduled")
-    held_out = sum(in_holdout("spring-sale", u, 0.1) for u in FOLLOWERS)
+    held_out = sum(in_holdout(LIFE_APP, "spring-sale", u, 0.1) for u in FOLLOWERS)
     assert (body["audience"]["size"], body["audience"]["holdout"]) == (len(FOLLOWERS), held_out)
     assert [a["action"] for a in body["actions"]] == ["preheat.topic", "preheat.reserve"]
     assert body["totals"]["messages"] == {"life_template": len(FOLLOWERS) - held_out}
