@@ -14,7 +14,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
 from aws_lambda_powertools.logging import Logger
 
-from lifelink.api import campaign_admin, campaign_participation, events_ingest, messages, subscriptions
+from lifelink.api import (
+    campaign_admin,
+    campaign_participation,
+    events_ingest,
+    messages,
+    metrics_queries,
+    subscriptions,
+)
 from lifelink.api.errors import ApiError, clean_errors, error_event_result, error_response, field_error
 from lifelink.config import ConfigError
 from lifelink.store.apps import AppRegistry
@@ -87,6 +94,7 @@ def build_resolver(deps: Callable[[], ApiDeps]) -> APIGatewayHttpResolver:
     campaign_admin.register(app, deps)
     campaign_participation.register(app, deps)
     events_ingest.register(app, deps)
+    metrics_queries.register(app, deps)
     return app
 
 
