@@ -49,6 +49,7 @@ pytestmark = pytest.mark.integration
 
 REGION = "us-east-1"
 THREADS = 16
+CONTAINERS = 4  # worker processes: each imports the whole stack, and CI machines may have two cores
 
 
 @dataclass
@@ -167,12 +168,12 @@ def _handle_in_container(method: str, path: str, body: dict[str, Any]) -> tuple[
 
 @pytest.fixture(scope="module")
 def containers(stack: Stack) -> Iterator[ProcessPoolExecutor]:
-    """THREADS worker processes talking to the same moto server (their environment names its table and queue)."""
+    """CONTAINERS worker processes talking to the same moto server (their environment names its table and queue)."""
     env = {"STATE_TABLE": stack.table, "OUTBOUND_QUEUE_URL": stack.queue, "POWERTOOLS_LOG_LEVEL": "WARNING"}
     previous = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        with ProcessPoolExecutor(max_workers=THREADS, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=CONTAINERS, mp_context=multiprocessing.get_context("spawn")) as pool:
             yield pool
     finally:
         for k, v in previous.items():
@@ -222,7 +223,7 @@ def check_reservations(stack: Stack, campaign_id: str, users: list[str], answers
 def test_concurrent_reservations_through_the_api_never_oversell_and_never_grant_twice(
     stack: Stack, containers: ProcessPoolExecutor
 ) -> None:
-    """60 users × 2 requests through the internal API handler in THREADS Lambda-like processes at once."""
+    """60 users × 2 requests through the internal API handler in CONTAINERS Lambda-like processes at once."""
     live(stack, "rush", "preheat", coupons=coupons(early=20))
     users = [f"open-{i:03d}" for i in range(60)]
     requests = [u for u in users for _ in range(2)]
