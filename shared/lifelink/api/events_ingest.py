@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, TypeAda
 
 from lifelink.api.errors import ApiError, field_error
 from lifelink.api.models import AppId, ErrorBody, EventsAccepted, RejectedEvent
-from lifelink.domain.behaviour import timing_error
+from lifelink.domain.behaviour import EventId, timing_error
 from lifelink.domain.events import _BEHAVIOUR_CLASSES, BehaviourEvent
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def _item_model(event_cls: type[BaseModel]) -> type[BaseModel]:
         if name == "type":
             fields[name] = (info.annotation, ...)
         elif name == "event_id":
-            fields[name] = (info.annotation | None, Field(default=None, description=_EVENT_ID_DOC))
+            fields[name] = (EventId | None, Field(default=None, description=_EVENT_ID_DOC))
         else:
             fields[name] = (info.annotation, info)
     name = event_cls.__name__.removesuffix("Event") + "Item"

@@ -22,7 +22,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from lifelink.domain.attribution import token_from_query
 
@@ -94,7 +94,13 @@ def is_read_complete(depth: float, dwell_s: float) -> bool:
     return depth >= READ_COMPLETE_DEPTH and dwell_s >= READ_COMPLETE_DWELL_S
 
 
-class BehaviourRules(BaseModel):
+class _Deferred(BaseModel):
+    """Schemas are built on first use: the webhook imports the events module but never builds these events."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class BehaviourRules(_Deferred):
     """Rules every behaviour event follows (mixed into the event base in :mod:`lifelink.domain.events`):
     aware datetimes, a user with a bounded id, and a derived ``event_id`` when none was given."""
 
@@ -136,7 +142,7 @@ class BehaviourRules(BaseModel):
 # ---- the type's own fields ------------------------------------------------------------------------------------
 
 
-class SessionStartFields(BaseModel):
+class SessionStartFields(_Deferred):
     """The mini program was launched (``my.getLaunchOptionsSync()``): scene, entry page and launch query.
     ``attribution_token`` defaults to the query's ``ll`` (raw, unverified; see the module's notes)."""
 
@@ -160,7 +166,7 @@ class SessionStartFields(BaseModel):
         return value.lstrip("/") if isinstance(value, str) else value
 
 
-class PageViewFields(BaseModel):
+class PageViewFields(_Deferred):
     """A page was shown for ``foreground_s`` seconds (summed over its foreground spells)."""
 
     page: PagePath
@@ -172,12 +178,12 @@ class PageViewFields(BaseModel):
         return value.lstrip("/") if isinstance(value, str) else value
 
 
-class ArticleOpenFields(BaseModel):
+class ArticleOpenFields(_Deferred):
     article_id: ItemRef
     category: Category | None = None
 
 
-class ArticleProgressFields(BaseModel):
+class ArticleProgressFields(_Deferred):
     """How far the reader got (``depth`` 0..1 of the article) after ``dwell_s`` seconds on it. A read is complete
     at depth >= 0.95 with dwell >= 10 s (:func:`is_read_complete`)."""
 
@@ -187,7 +193,7 @@ class ArticleProgressFields(BaseModel):
     category: Category | None = None
 
 
-class InteractionFields(BaseModel):
+class InteractionFields(_Deferred):
     """like, comment, share, favourite: of an article or a product (at least one of the two)."""
 
     article_id: ItemRef | None = None
@@ -201,12 +207,12 @@ class InteractionFields(BaseModel):
         return self
 
 
-class ProductViewFields(BaseModel):
+class ProductViewFields(_Deferred):
     product_id: ItemRef
     price_cents: Cents | None = None
 
 
-class OrderPlacedFields(BaseModel):
+class OrderPlacedFields(_Deferred):
     """An order was placed (not yet paid: payment arrives from Alipay's trade notification as order_paid)."""
 
     out_trade_no: OutTradeNo
