@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, TypeAda
 from lifelink.api.errors import ApiError, field_error
 from lifelink.api.models import AppId, ErrorBody, EventsAccepted, RejectedEvent
 from lifelink.domain.behaviour import EventId, timing_error
-from lifelink.domain.events import _BEHAVIOUR_CLASSES, BehaviourEvent
+from lifelink.domain.events import BehaviourEvent
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
@@ -69,12 +69,13 @@ def _item_model(event_cls: type[BaseModel]) -> type[BaseModel]:
         else:
             fields[name] = (info.annotation, info)
     name = event_cls.__name__.removesuffix("Event") + "Item"
-    return create_model(name, __config__=ConfigDict(extra="forbid"), __doc__=event_cls.__doc__, **fields)
+    doc = next((c.__doc__ for c in event_cls.__mro__ if c.__name__.endswith("Fields") and c.__doc__), None)
+    return create_model(name, __config__=ConfigDict(extra="forbid"), __doc__=doc, **fields)
 
 
 @cache
 def _items_schema_adapter() -> TypeAdapter[Any]:
-    items = [_item_model(cls) for cls in get_args(_BEHAVIOUR_CLASSES)]
+    items = [_item_model(cls) for cls in get_args(get_args(BehaviourEvent)[0])]  # Annotated[A | B …, Field]
     return TypeAdapter(Annotated[_union_of(items), Field(discriminator="type")])
 
 
