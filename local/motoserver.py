@@ -1,18 +1,84 @@
-"""moto's server on loopback: the local stand-in for DynamoDB, SQS and Secrets Manager."""
+"""moto's server on loopback: the local stand-in for DynamoDB, SQS and Secrets Manager.
+
+:func:`atomic_backends` makes each DynamoDB and SQS request atomic, as on AWS. moto's in-memory backends do not
+lock, so two threads could both pass one conditional write (two coupons from the last unit of stock) or both
+receive one message; a lock around every public backend operation removes that artefact of the stand-in. The
+local server applies it while it runs; tests that drive moto from threads in-process (``mock_aws``) use it too.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from moto.server import ThreadedMotoServer
 
 DEFAULT_PORT = 5000
 PORT_ENV = "LIFELINK_MOTO_PORT"
+BACKEND_LOCK = threading.RLock()  # held around every moto DynamoDB / SQS backend operation
+
+
+_patched: list[tuple[type, str, Any]] = []
+_users = 0
+
+
+def _patch_backends() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.sqs.models import SQSBackend
+
+    def patch(cls: type, name: str, value: Any) -> None:
+        _patched.append((cls, name, cls.__dict__[name]))
+        setattr(cls, name, value)
+
+    def locked(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with BACKEND_LOCK:
+                return fn(*args, **kwargs)
+
+        return run
+
+    def retained(self: SQSBackend, queue_name: str, message: Any) -> bool:
+        """moto's own retention check without rebuilding every attribute of the queue (a count over all its
+        messages) for each message received: same rule, read from the queue."""
+        period = int(self.queues[queue_name].message_retention_period)
+        return bool(period + message.sent_timestamp / 1000 > time.time())
+
+    patch(SQSBackend, "is_message_valid_based_on_retention_period", retained)
+    for cls in (DynamoDBBackend, SQSBackend):
+        for name, value in list(vars(cls).items()):
+            if not name.startswith("_") and callable(value) and not isinstance(value, staticmethod | classmethod):
+                patch(cls, name, locked(value))
+
+
+@contextmanager
+def atomic_backends() -> Iterator[None]:
+    """One lock around every public DynamoDB and SQS backend operation of moto, in this process, for as long as
+    any user (a running local server, a test) needs it."""
+    global _users
+    with BACKEND_LOCK:
+        if _users == 0:
+            _patch_backends()
+        _users += 1
+    try:
+        yield
+    finally:
+        with BACKEND_LOCK:
+            _users -= 1
+            if _users == 0:
+                while _patched:
+                    cls, name, value = _patched.pop()
+                    setattr(cls, name, value)
 
 
 class MotoServer:
-    """moto's threaded server bound to 127.0.0.1.
+    """moto's threaded server bound to 127.0.0.1, each request atomic (:func:`atomic_backends`).
 
     ``port=None`` reads ``LIFELINK_MOTO_PORT`` (default 5000); ``port=0`` picks a free port (tests).
     """
@@ -24,11 +90,14 @@ class MotoServer:
         self._requested_port = port
         self._server: ThreadedMotoServer | None = None
         self._endpoint: str | None = None
+        self._atomic: Any = None
 
     def start(self) -> str:
         """Start the server (idempotent) and return its endpoint URL, e.g. ``http://127.0.0.1:5000``."""
         if self._server is None:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
+            self._atomic = atomic_backends()
+            self._atomic.__enter__()
             server = ThreadedMotoServer(ip_address=self._host, port=self._requested_port, verbose=False)
             server.start()
             host, port = server.get_host_and_port()
@@ -48,6 +117,9 @@ class MotoServer:
             self._server.stop()
             self._server = None
             self._endpoint = None
+        if self._atomic is not None:
+            self._atomic.__exit__(None, None, None)
+            self._atomic = None
 
     def __enter__(self) -> MotoServer:
         self.start()

@@ -1,8 +1,7 @@
 """Harness for driving the message gateway at volume: atomic moto backends, Lambda-like pollers, queue drains.
 
-- :func:`atomic_moto_backends`: DynamoDB and SQS answer each request atomically (as AWS does). moto's
-  in-memory backends do not lock, so concurrent threads could both pass a conditional write or both receive
-  one message; a shared lock around every backend operation removes that artefact of the stand-in.
+- :func:`atomic_moto_backends` (:func:`lifelink_local.motoserver.atomic_backends`): DynamoDB and SQS answer each
+  request atomically, as AWS does.
 - :class:`Fleet`: several "containers" (each its own import of ``functions/message_gateway/app.py``, so each
   has its own event loop, pooled httpx client and gateway, as separate Lambda containers do), each with a
   poller thread doing what Lambda's SQS event source mapping does: receive up to 10, invoke the handler,
@@ -12,55 +11,19 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
 from lifelink_local.handlers import LambdaContext
+from lifelink_local.motoserver import BACKEND_LOCK, atomic_backends
 from lifelink_local.pollers import build_sqs_event, failed_ids
 from tests.conftest import load_function
 
-BACKEND_LOCK = threading.RLock()  # held around every moto DynamoDB / SQS backend operation
-
-
-@contextmanager
-def atomic_moto_backends() -> Iterator[None]:
-    """One lock around every public DynamoDB and SQS backend operation of moto (in-process ``mock_aws``)."""
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.sqs.models import SQSBackend
-
-    mp = pytest.MonkeyPatch()
-
-    def locked(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with BACKEND_LOCK:
-                return fn(*args, **kwargs)
-
-        return run
-
-    def retained(self: SQSBackend, queue_name: str, message: Any) -> bool:
-        """moto's own check, without rebuilding every attribute of the queue for each message it looks at (which
-        made each receive cost O(messages in the queue) attribute builds): same rule, read from the queue."""
-        period = int(self.queues[queue_name].message_retention_period)
-        return period + message.sent_timestamp / 1000 > time.time()
-
-    mp.setattr(SQSBackend, "is_message_valid_based_on_retention_period", retained)
-    for cls in (DynamoDBBackend, SQSBackend):
-        for name, value in list(vars(cls).items()):
-            if not name.startswith("_") and callable(value) and not isinstance(value, staticmethod | classmethod):
-                mp.setattr(cls, name, locked(value))
-    try:
-        yield
-    finally:
-        mp.undo()
+atomic_moto_backends = atomic_backends  # the name these tests know it by
 
 
 def moto_queue(url: str) -> Any:

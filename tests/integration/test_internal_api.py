@@ -28,6 +28,7 @@ from lifelink.store.ledger import Ledger, Status
 from lifelink_local.front import Front
 from lifelink_local.handlers import load_function, module_name_for
 from lifelink_local.provision import Provisioned, provision
+from tests.api_routes import INTERNAL_ROUTES
 from tests.conftest import KeyPair
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,6 @@ LIFE_APP = "2021000000000011"
 MINI_APP = "2021000000000012"
 OPEN_ID = "074a1Z0hq0IxGtN0Yb0cUvlCpSkQHoKf0pX3Ur1w3N"
 REGION = "us-east-1"
-INTERNAL_ROUTES = {("POST", "/messages"), ("GET", "/messages/{ledger_key}"), ("POST", "/subscriptions")}
 
 
 @dataclass

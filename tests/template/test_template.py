@@ -364,12 +364,13 @@ def test_message_gateway_permissions(cloudformation: dict[str, Any]) -> None:
 
 def test_internal_api_permissions_are_narrow(cloudformation: dict[str, Any]) -> None:
     granted = lambda action: _granted(cloudformation, "InternalApiFunction", action)  # noqa: E731
-    assert granted("dynamodb:GetItem") == [json.dumps({"Fn::GetAtt": ["StateTable", "Arn"]})]
-    assert granted("dynamodb:UpdateItem") == [json.dumps({"Fn::GetAtt": ["StateTable", "Arn"]})]
-    for action in ("dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:PutItem", "secretsmanager:GetSecretValue"):
+    table_and_index = [{"Fn::GetAtt": ["StateTable", "Arn"]}, {"Fn::Sub": "${StateTable.Arn}/index/followers"}]
+    for action in ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:BatchGetItem"):
+        assert granted(action) == [json.dumps(table_and_index)], action
+    for action in ("dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:DeleteTable", "secretsmanager:GetSecretValue"):
         assert not granted(action), action
     sends = granted("sqs:SendMessage")
-    assert len(sends) == 1 and "OutboundQueue" in sends[0]
+    assert len(sends) == 2 and any("OutboundQueue" in s for s in sends) and any("EventsQueue" in s for s in sends)
 
 
 def test_metrics_permissions(cloudformation: dict[str, Any]) -> None:

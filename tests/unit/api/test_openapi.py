@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lifelink.api import openapi_spec
 from lifelink_local.provision import load_template
+from tests.api_routes import INTERNAL_ROUTES
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "api.md"
 
@@ -16,8 +17,7 @@ def test_the_spec_has_exactly_the_internal_routes_of_the_template() -> None:
     spec = openapi_spec()
     documented = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
     routed = {(r.method, r.path) for r in load_template().http_routes() if r.function_id == "InternalApiFunction"}
-    expected = {("POST", "/messages"), ("GET", "/messages/{ledger_key}"), ("POST", "/subscriptions")}
-    assert documented == routed == expected
+    assert documented == routed == INTERNAL_ROUTES
 
 
 def test_request_and_answer_schemas_are_the_models() -> None:

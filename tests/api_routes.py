@@ -1,0 +1,25 @@
+"""The internal API's routes, as template.yaml routes them and the OpenAPI document lists them."""
+
+INTERNAL_ROUTES = {
+    ("POST", "/messages"),
+    ("GET", "/messages/{ledger_key}"),
+    ("POST", "/subscriptions"),
+    ("POST", "/campaigns"),
+    ("GET", "/campaigns"),
+    ("GET", "/campaigns/{campaign_id}"),
+    ("GET", "/campaigns/{campaign_id}/preview"),
+    ("POST", "/campaigns/{campaign_id}/pause"),
+    ("POST", "/campaigns/{campaign_id}/resume"),
+    ("POST", "/campaigns/{campaign_id}/cancel"),
+    ("POST", "/campaigns/{campaign_id}/reservations"),
+    ("POST", "/campaigns/{campaign_id}/flash-sales"),
+    ("POST", "/campaigns/{campaign_id}/shares"),
+    ("POST", "/campaigns/{campaign_id}/entries"),
+    ("POST", "/campaigns/{campaign_id}/votes"),
+    ("GET", "/campaigns/{campaign_id}/leaderboard"),
+    ("POST", "/campaigns/{campaign_id}/claims"),
+    ("GET", "/campaigns/{campaign_id}/claims"),
+    ("POST", "/campaigns/{campaign_id}/survey"),
+    ("GET", "/campaigns/{campaign_id}/survey"),
+    ("POST", "/events"),
+}
