@@ -1,0 +1,1 @@
+"""Aggregation: events folded into user profiles and sharded counters (issue 5). See aggregator.py."""
