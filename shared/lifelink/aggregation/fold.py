@@ -98,7 +98,7 @@ def fold(p: Profile, events: Iterable[DomainEvent], ctx: FoldContext) -> FoldOut
     out = FoldOutcome()
     tz = ctx.policy.tz
     horizon = (ctx.now.astimezone(tz).date() - timedelta(days=COUNTED_KEEP_DAYS)).toordinal()
-    following_before = p.follows.following()
+    transitions_before = p.follows.transitions()
     for e in events:
         if e.user is not None:
             p.user_id = p.user_id or e.user.user_id
@@ -146,7 +146,7 @@ def fold(p: Profile, events: Iterable[DomainEvent], ctx: FoldContext) -> FoldOut
             if getattr(e, "status", "") == "sent" and campaign and campaign != "-":
                 p.sent[campaign] = _min(p.sent.get(campaign), at)
         out.counted[t] = out.counted.get(t, 0) + 1
-    _settle(p, ctx, following_before)
+    _settle(p, ctx, transitions_before)
     return out
 
 
@@ -172,14 +172,23 @@ def _fold_article(p: Profile, e: DomainEvent, out: FoldOutcome) -> None:
         p.reads[aid] = InterestRead(f.category, f.completed_at, f.favourited_at, f.favourites)
 
 
-def _settle(p: Profile, ctx: FoldContext, following_before: bool | None) -> None:
+def follow_tier(follows: m.FollowFacts, policy: GroupPolicy) -> str | None:
+    """The member tier the follow history grants, replayed in event time (so order of arrival does not matter):
+    a follow grants ``tier_on_follow`` to a user without a tier; an unfollow applies ``tier_on_unfollow`` when the
+    app configures one (keep the tier otherwise)."""
+    tier: str | None = None
+    for _, followed in follows.transitions():
+        if followed:
+            tier = tier or policy.tier_on_follow
+        elif policy.tier_on_unfollow is not None:
+            tier = None if policy.tier_on_unfollow in ("", "none") else policy.tier_on_unfollow
+    return tier
+
+
+def _settle(p: Profile, ctx: FoldContext, transitions_before: list[tuple[datetime, bool]]) -> None:
     """After a fold: tier from a follow-state change, compaction, bounded id lists, tags."""
-    following = p.follows.following()
-    if following != following_before:
-        if following:
-            p.tier = p.tier or ctx.policy.tier_on_follow
-        elif following is False and ctx.policy.tier_on_unfollow is not None:
-            p.tier = None if ctx.policy.tier_on_unfollow in ("", "none") else ctx.policy.tier_on_unfollow
+    if p.follows.transitions() != transitions_before:
+        p.tier = follow_tier(p.follows, ctx.policy)
     p.follows = p.follows.compact(ctx.now - FOLLOW_COMPACT_AFTER)
     horizon = (ctx.now.astimezone(ctx.policy.tz).date() - timedelta(days=COUNTED_KEEP_DAYS)).toordinal()
     if any(d < horizon for d in p.counted.values()):
