@@ -99,7 +99,7 @@ def test_a_user_whose_write_exceeds_one_transaction_is_journalled_and_still_exac
     points = metric(world.api, "purchase_frequency_30d", start, start + timedelta(days=200))
     assert len(points) == 150
     assert all((p["numerator"], p["denominator"]) == (1, 1) for p in points)
-    profile = [i for i in world.items("ProfilesTable") if i["sk"]["S"] == "P"][0]
+    profile = next(i for i in world.items("ProfilesTable") if i["sk"]["S"] == "P")
     assert '"pend"' not in profile["f"]["S"]  # the journal was applied
 
 
