@@ -22,6 +22,7 @@ from moto.server import ThreadedMotoServer
 DEFAULT_PORT = 5000
 PORT_ENV = "LIFELINK_MOTO_PORT"
 BACKEND_LOCK = threading.RLock()  # held around every moto DynamoDB / SQS backend operation
+LONG_POLL_STEP_S = 0.05  # how often a long-polling ReceiveMessage looks again
 
 
 _patched: list[tuple[type, str, Any]] = []
@@ -50,11 +51,31 @@ def _patch_backends() -> None:
         period = int(self.queues[queue_name].message_retention_period)
         return bool(period + message.sent_timestamp / 1000 > time.time())
 
+    receive_once = SQSBackend.__dict__["receive_message"]
+
+    def receive(
+        self: SQSBackend,
+        queue_name: str,
+        count: int,
+        wait_seconds_timeout: int,
+        visibility_timeout: int,
+        message_attribute_names: list[str] | None = None,
+    ) -> Any:
+        """Long polling that does not hold the lock while it waits: look (locked), sleep (unlocked), look again."""
+        deadline = time.monotonic() + (wait_seconds_timeout or 0)
+        while True:
+            with BACKEND_LOCK:
+                got = receive_once(self, queue_name, count, 0, visibility_timeout, message_attribute_names)
+            if got or time.monotonic() >= deadline:
+                return got
+            time.sleep(LONG_POLL_STEP_S)
+
     patch(SQSBackend, "is_message_valid_based_on_retention_period", retained)
     for cls in (DynamoDBBackend, SQSBackend):
         for name, value in list(vars(cls).items()):
             if not name.startswith("_") and callable(value) and not isinstance(value, staticmethod | classmethod):
                 patch(cls, name, locked(value))
+    patch(SQSBackend, "receive_message", receive)
 
 
 @contextmanager

@@ -124,6 +124,8 @@ class LocalStack:
             AWS_REGION=REGION,
         )
         os.environ.pop("AWS_PROFILE", None)
+        if self.log_level != "INFO":  # EMF lines are for CloudWatch; locally they drown the story (-v shows them)
+            os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         alipay = ensure_pair(self.state_dir, "alipay")
         self.sim = AlipaySimulator(alipay.private.read_text(), port=self.alipay_port, time_scale=self.time_scale)
         self.sim.start()
