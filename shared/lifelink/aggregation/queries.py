@@ -252,3 +252,40 @@ def read_profile(store: ProfileStore, info: GroupInfo, user: str, now: datetime)
     if p is None:
         return None
     return profile_view(p, len(articles), now, info.policy.tz)
+
+
+# ---- uplift (campaign, read at query time) -----------------------------------------------------------------
+
+
+def campaign_uplift(store: ProfileStore, audience_users: list[str], group: str, campaign_id: str, life_account: str,
+                    holdout_share: float, now: datetime) -> dict[str, Any]:
+    """uplift = conversion(treated) − conversion(holdout) over the campaign's audience (its followers that the
+    audience expression selects), split by ``in_holdout(app, campaign, user, share)``. Both groups are measured
+    over the same window: a paid order in the 7 days from the campaign's first send to anyone (read from the
+    treated users' profiles). Reads every audience member's profile (BatchGetItem): a report-time query."""
+    from lifelink.domain.campaigns import in_holdout
+    from lifelink.domain.metrics import CONVERSION_WINDOW, conversion, uplift
+
+    read = store.read_many([(group, u) for u in audience_users])
+    held = {u for u in audience_users if in_holdout(life_account, campaign_id, u, holdout_share)}
+    sends = [p.sent[campaign_id] for p in read.profiles.values() if campaign_id in p.sent]
+    start = min(sends) if sends else None
+
+    def converted(user: str) -> bool:
+        if start is None:
+            return False
+        p = read.profiles[(group, user)]
+        return any(o.paid and o.paid_at is not None and start <= o.paid_at <= start + CONVERSION_WINDOW
+                   for o in p.orders.values())
+
+    complete = start is not None and now > start + CONVERSION_WINDOW
+    treated = conversion([converted(u) for u in audience_users if u not in held], complete)
+    holdout = conversion([converted(u) for u in held], complete)
+    result = uplift(treated, holdout)
+
+    def side(r: Rate) -> dict[str, Any]:
+        return {"numerator": r.numerator, "denominator": r.denominator, "value": r.value}
+
+    return {"campaign": campaign_id, "window_start": start.isoformat() if start else None,
+            "treated": side(treated), "holdout": side(holdout), "value": result.value,
+            "complete": result.complete, "holdout_share": holdout_share}

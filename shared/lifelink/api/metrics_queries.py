@@ -91,11 +91,32 @@ def register(app: APIGatewayHttpResolver, deps: Callable[[], ApiDeps],
         today = clock().astimezone(dirs(app_id).policy.tz).date()
         last = _day(to, "to") or today
         first = _day(from_, "from") or (last - timedelta(days=DEFAULT_RANGE_DAYS - 1))
+        if metric == "uplift":
+            return _uplift(d, dirs, app_id, campaign)
         reader = MetricsReader(MetricsStore(d.dynamodb, metrics_table), dirs, clock)
         try:
             return reader.answer(app_id, MetricQuery(metric, first, last, by, page, article, campaign, n))
         except QueryError as exc:
             raise ApiError(422, [field_error(("query", exc.field), str(exc), "value_error")]) from None
+
+    def _uplift(d: ApiDeps, dirs: GroupDirectory, app_id: str, campaign_id: str | None) -> dict[str, Any]:
+        from lifelink.aggregation.queries import campaign_uplift
+        from lifelink.store.campaigns import CampaignStore, campaign_audience
+        from lifelink.store.profiles import ProfileStore
+
+        if not campaign_id:
+            raise ApiError(422, [field_error(("query", "campaign"), "uplift needs a campaign", "missing")])
+        stored = CampaignStore(d.dynamodb, d.state_table).get(campaign_id)
+        info = dirs(app_id)
+        if stored is None or stored.campaign.life_account != info.group:
+            raise ApiError(404, [field_error(("query", "campaign"), "no such campaign for this app", "not_found")])
+        c = stored.campaign
+        users = list(campaign_audience(d.audience, c))
+        profiles_table, _ = _tables()
+        answer = campaign_uplift(ProfileStore(d.dynamodb, profiles_table), users, info.group, c.id, c.life_account,
+                                 c.holdout_share, clock())
+        return {"app": app_id, "group": info.group, "metric": "uplift", "timezone": str(info.policy.tz),
+                "points": [answer]}
 
     @app.get(
         "/profiles/<app>/<user>",
