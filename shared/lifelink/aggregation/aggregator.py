@@ -18,6 +18,7 @@ A redelivered batch folds to unchanged facts, writes nothing and adds nothing.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -38,9 +39,11 @@ from lifelink.aggregation.fold import (
 from lifelink.domain import metrics as m
 from lifelink.domain.events import DomainEvent
 from lifelink.domain.tags import OrderValueThresholds
+from lifelink.privacy import hash_id
 from lifelink.store.metrics_store import add_ops
 from lifelink.store.profiles import ArticleState, Profile, ProfileStore, article_item, profile_item, profile_to_json
 
+_log = logging.getLogger("lifelink.aggregation")
 MAX_TRANSACTION_ITEMS = 100
 MAX_ATTEMPTS = 4
 MAX_JOURNAL_ROUNDS = 8
@@ -90,6 +93,7 @@ class _Group:
     items: list[dict[str, Any]] = field(default_factory=list)  # TransactItems (profile first)
     deltas: dict[m.CounterKey, float] = field(default_factory=dict)
     journal: bool = False  # wrote leftover deltas into the profile: needs another round
+    error: bool = False  # folding raised: report the group's messages
 
 
 class Aggregator:
@@ -160,12 +164,18 @@ class Aggregator:
                 break
             self._plan(todo, stats, count=attempt == 0)
             retry: list[_Group] = []
-            for chunk in _chunks([g for g in todo if g.items]):
-                ok = self._send(chunk, stats)
-                if ok:
+            for g in todo:
+                if g.error:
+                    failed |= g.message_ids
+            for chunk in _chunks([g for g in todo if g.items and not g.error]):
+                outcome = self._send(chunk, stats)
+                if outcome == "ok":
                     journal += [g for g in chunk if g.journal]
-                else:
+                elif outcome == "retry":
                     retry += chunk
+                else:
+                    for g in chunk:
+                        failed |= g.message_ids
             todo = retry
             if todo and attempt + 1 < self._max_attempts:
                 time.sleep(self._rng.uniform(0, 0.05 * 2**attempt))
@@ -189,7 +199,12 @@ class Aggregator:
                 state = read.articles.get((g.key[0], g.key[1], a))
                 profile.articles[a] = state if state is not None else ArticleState(m.ArticleFacts(a))
             ctx = FoldContext(g.info.policy, now, self._thresholds(g.key[0]), keys, g.info.apps)
-            self.plan_group(g, profile, ctx, stats if count else None)
+            try:
+                g.error = False
+                self.plan_group(g, profile, ctx, stats if count else None)
+            except Exception:  # an event that cannot fold (a bug or bad data): its user's events are redelivered
+                _log.exception("fold failed", extra={"user": hash_id(g.key[1]), "group": g.key[0]})
+                g.error, g.items = True, []
 
     def plan_group(self, g: _Group, p: Profile, ctx: FoldContext, stats: BatchStats | None) -> None:
         tz = ctx.policy.tz
@@ -230,7 +245,8 @@ class Aggregator:
 
     # ---- writing --------------------------------------------------------------------------------------------
 
-    def _send(self, chunk: list[_Group], stats: BatchStats) -> bool:
+    def _send(self, chunk: list[_Group], stats: BatchStats) -> str:
+        """"ok", "retry" (a conflict or throttling: re-read and try again) or "fail" (refused: report)."""
         summed: dict[m.CounterKey, float] = {}
         items: list[dict[str, Any]] = []
         for g in chunk:
@@ -258,11 +274,12 @@ class Aggregator:
                         "TransactionConflictException", "ProvisionedThroughputExceededException",
                         "ThrottlingException", "RequestLimitExceeded"):
                 stats.conflicts += 1
-                return False
-            raise
+                return "retry"
+            _log.error("write refused", extra={"code": code, "items": len(request), "users": len(chunk)})
+            return "fail"
         stats.items_written += len(items)
         stats.counter_updates += len(counter_ops)
-        return True
+        return "ok"
 
 
 def _profile_put(table: str, p: Profile) -> dict[str, Any]:

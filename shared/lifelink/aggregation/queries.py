@@ -63,7 +63,7 @@ DAILY_RATES: dict[str, tuple[str, str]] = {  # metric -> (numerator counter, den
 METRICS = (
     "net_follower_growth", "return_rate_7d", "day_n_retention", "life_traffic_share", "avg_page_stay_seconds",
     "read_completion_rate", "interaction_rate", "purchase_frequency_30d", "repeat_buyer_rate_30d",
-    "post_jump_conversion_rate", "attributed_orders", "treated_conversion",
+    "post_jump_conversion_rate", "attributed_orders", "treated_conversion", "uplift",
 )
 
 
@@ -79,6 +79,8 @@ class MetricsReader:
             raise QueryError("metric", f"unknown metric; one of {', '.join(METRICS)}")
         if q.last < q.first or (q.last - q.first).days > MAX_RANGE_DAYS:
             raise QueryError("to", f"'to' must be on or after 'from', at most {MAX_RANGE_DAYS} days later")
+        if q.metric == "uplift":
+            raise QueryError("metric", "uplift is read from profiles: lifelink.aggregation.queries.campaign_uplift")
         if q.by not in ("day", "total"):
             raise QueryError("by", "by is 'day' or 'total'")
         if q.by == "total" and q.metric in ("purchase_frequency_30d", "repeat_buyer_rate_30d"):

@@ -122,3 +122,12 @@ def test_a_batch_writes_each_user_and_counter_once(world: World) -> None:
     assert result.failed == set()
     assert result.stats.write_requests == 1  # 10 profiles + a handful of counters: one transaction
     assert result.stats.write_requests / len(events) <= 0.2
+
+
+def test_a_user_whose_event_cannot_fold_is_redelivered_and_the_others_are_counted(world: World) -> None:
+    d = today() - timedelta(days=1)
+    bad = trade(at(d, 9), "odd", "FRACTION", amount="0.001")  # not a whole number of cents
+    good = session(at(d, 9), "fine")
+    assert world.consume([bad, good]) == [f"m-{bad['event_id']}"]
+    (share,) = metric(world.api, "life_traffic_share", d, d)
+    assert share["denominator"] == 1

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.unit.aggregation.conftest import World
-from tests.unit.aggregation.helpers import at, behaviour, follow, metric, session, today
+import boto3
+import pytest
+
+from lifelink.store.apps import AppRegistry
+from lifelink_local.provision import Provisioned
+from tests.unit.aggregation.conftest import World, make_world
+from tests.unit.aggregation.helpers import LIFE_APP, api_get, at, behaviour, follow, metric, session, today
 
 
 def test_three_users_day_one_on_is_a_third_and_return_rate_7d_two_thirds(world: World) -> None:
@@ -79,10 +84,22 @@ def test_follower_growth_counts_state_changes_and_sets_the_default_tier(world: W
     (point,) = metric(world.api, "net_follower_growth", d, d)
     assert (point["gained"], point["lost"], point["net"]) == (2, 2, 0)
 
-    from tests.unit.aggregation.helpers import api_get
-
     status, profile = api_get(world.api, "/profiles/2021000000000001/f1")
     assert status == 200
     assert (profile["following"], profile["tier"]) == (True, "silver")
     status, gone = api_get(world.api, "/profiles/2021000000000001/f2")
     assert (gone["following"], gone["tier"]) == (False, "silver")  # unfollow keeps the tier by default
+
+
+def test_the_tiers_follows_grant_and_unfollows_take_are_the_apps(aws: Provisioned,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    world = make_world(aws, monkeypatch)
+    AppRegistry(boto3.client("dynamodb"), aws.tables["StateTable"]).configure(
+        LIFE_APP, policy={"tier_on_follow": "gold", "tier_on_unfollow": "none"})
+    d = today() - timedelta(days=1)
+    world.consume([follow(at(d, 15), "g2", followed=False), follow(at(d, 9), "g1"), follow(at(d, 9), "g2")])
+
+    _, g1 = api_get(world.api, f"/profiles/{LIFE_APP}/g1")
+    _, g2 = api_get(world.api, f"/profiles/{LIFE_APP}/g2")
+    assert (g1["following"], g1["tier"]) == (True, "gold")
+    assert (g2["following"], g2["tier"]) == (False, None)  # followed at 9:00 (gold), unfollowed at 15:00 (none)
