@@ -74,6 +74,7 @@ class BatchStats:
     counter_updates: int = 0
     conflicts: int = 0
     too_late: int = 0
+    over_cap: int = 0  # sessions / page views of one user and day beyond the cap (a flood: not counted)
     skipped: int = 0  # events without a user
     per_type: dict[str, int] = field(default_factory=dict)
 
@@ -222,6 +223,7 @@ class Aggregator:
         if stats is not None:
             stats.folded += len(g.events)
             stats.too_late += outcome.too_late
+            stats.over_cap += outcome.over_cap
             for t, n in outcome.counted.items():
                 stats.per_type[t] = stats.per_type.get(t, 0) + n
         others: list[dict[str, Any]] = []

@@ -31,7 +31,8 @@ def report_stats(stats: BatchStats, sink: MetricsSink | None) -> None:
     for name, value in (("EventsFolded", stats.folded), ("Users", stats.groups),
                         ("WriteRequests", stats.write_requests), ("ItemsWritten", stats.items_written),
                         ("CounterUpdates", stats.counter_updates), ("VersionConflicts", stats.conflicts),
-                        ("EventsTooLate", stats.too_late), ("EventsWithoutUser", stats.skipped)):
+                        ("EventsTooLate", stats.too_late), ("EventsOverCap", stats.over_cap),
+                        ("EventsWithoutUser", stats.skipped)):
         sink.add_metric(name=name, unit=MetricUnit.Count, value=value)
     for event_type, n in stats.per_type.items():
         sink.add_metric(name=f"Events_{event_type}", unit=MetricUnit.Count, value=n)

@@ -13,7 +13,10 @@ for uplift): :func:`user_counters` and :func:`article_contribution`. The aggrega
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -26,6 +29,8 @@ from lifelink.domain.tags import OrderValueThresholds, TagPolicy, user_tags
 from lifelink.store.profiles import ArticleState, InterestRead, Profile
 
 COUNTED_KEEP_DAYS = 10  # event ids of sessions and page views kept this long (ingest refuses events > 7 days old)
+# Sessions + page views counted per user and day at most (a bot's flood would outgrow DynamoDB's 400 KB item).
+MAX_COUNTED_PER_DAY = 2000
 FOLLOW_COMPACT_AFTER = timedelta(days=2)  # Alipay retries a callback for about 25 hours
 ARTICLE_TYPES = frozenset({"article_open", "article_progress", "like", "comment", "share", "favourite"})
 REACTIONS = frozenset({"like", "comment", "share", "favourite"})
@@ -67,6 +72,13 @@ class FoldOutcome:
     plain: Counters = field(default_factory=dict)  # once-per-event counters (sessions, page views)
     counted: dict[str, int] = field(default_factory=dict)  # per event type: events that changed something
     too_late: int = 0  # plain-counted events older than the kept ids (not counted, to stay exactly-once)
+    over_cap: int = 0  # sessions / page views beyond MAX_COUNTED_PER_DAY for one user and day (not counted)
+
+
+def short_id(event_id: str) -> str:
+    """12 characters standing for an event id in the kept-id lists (72 bits of SHA-256: collisions are negligible
+    among one user's events), so the lists stay small whatever the caller's ids look like."""
+    return base64.b64encode(hashlib.sha256(event_id.encode()).digest()[:9]).decode()
 
 
 def article_ids_of(events: Iterable[DomainEvent]) -> set[str]:
@@ -99,6 +111,7 @@ def fold(p: Profile, events: Iterable[DomainEvent], ctx: FoldContext) -> FoldOut
     tz = ctx.policy.tz
     horizon = (ctx.now.astimezone(tz).date() - timedelta(days=COUNTED_KEEP_DAYS)).toordinal()
     transitions_before = p.follows.transitions()
+    per_day: Counter[int] | None = None
     for e in events:
         if e.user is not None:
             p.user_id = p.user_id or e.user.user_id
@@ -112,12 +125,19 @@ def fold(p: Profile, events: Iterable[DomainEvent], ctx: FoldContext) -> FoldOut
             p.follows = p.follows.observe(at, t == "follow")
         elif t in ("session_start", "page_view"):
             day = m.local_day(at, tz).toordinal()
-            if e.event_id in p.counted:
+            short = short_id(e.event_id)
+            if short in p.counted:
                 continue
             if day < horizon:
                 out.too_late += 1
                 continue
-            p.counted[e.event_id] = day
+            if per_day is None:
+                per_day = Counter(p.counted.values())
+            if per_day[day] >= MAX_COUNTED_PER_DAY:
+                out.over_cap += 1
+                continue
+            per_day[day] += 1
+            p.counted[short] = day
             if t == "session_start":
                 p.last_open_at = _max(p.last_open_at, at)
                 att = ctx.verify(getattr(e, "attribution_token", None))
@@ -162,8 +182,8 @@ def _fold_article(p: Profile, e: DomainEvent, out: FoldOutcome) -> None:
         f = f.observe_open(at, category)
     elif e.type == "article_progress":
         f = f.observe_progress(at, float(e.depth), float(e.dwell_s))
-    elif e.event_id not in state.counted:  # a reaction: count each event once
-        state.counted.add(e.event_id)
+    elif (short := short_id(e.event_id)) not in state.counted:  # a reaction: count each event once
+        state.counted.add(short)
         f = f.observe_reaction(e.type, at)
     if category and not f.category:
         f = dataclasses.replace(f, category=category)
