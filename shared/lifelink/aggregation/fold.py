@@ -26,7 +26,7 @@ from lifelink.domain import metrics as m
 from lifelink.domain.attribution import Attribution, InvalidToken, verify_token
 from lifelink.domain.events import DomainEvent
 from lifelink.domain.tags import OrderValueThresholds, TagPolicy, user_tags
-from lifelink.store.profiles import ArticleState, InterestRead, Profile
+from lifelink.store.profiles import ArticleState, CouponState, InterestRead, Profile
 
 COUNTED_KEEP_DAYS = 10  # event ids of sessions and page views kept this long (ingest refuses events > 7 days old)
 # Sessions + page views counted per user and day at most (a bot's flood would outgrow DynamoDB's 400 KB item).
@@ -161,6 +161,8 @@ def fold(p: Profile, events: Iterable[DomainEvent], ctx: FoldContext) -> FoldOut
             o = p.orders.get(no) or m.OrderFacts(no)
             p.orders[no] = o.observe_trade(e.trade_status, at, m.to_cents(e.total_amount),
                                            m.to_cents(refund) if refund is not None else None)
+        elif t == "message_push":
+            _fold_coupon(p, e)
         elif t == "message_outcome":
             campaign = getattr(e, "campaign", "-")
             if getattr(e, "status", "") == "sent" and campaign and campaign != "-":
@@ -168,6 +170,25 @@ def fold(p: Profile, events: Iterable[DomainEvent], ctx: FoldContext) -> FoldOut
         out.counted[t] = out.counted.get(t, 0) + 1
     _settle(p, ctx, transitions_before)
     return out
+
+
+COUPON_PUSH_PREFIX = "alipay.marketing.activity.message."
+
+
+def _fold_coupon(p: Profile, e: DomainEvent) -> None:
+    """A voucher push: ``…message.used`` is a redemption, any other ``…message.*`` an issue (received)."""
+    method = str(getattr(e, "msg_method", ""))
+    if not method.startswith(COUPON_PUSH_PREFIX):
+        return
+    biz = getattr(e, "biz", {}) or {}
+    grant = str(biz.get("voucher_id") or biz.get("out_biz_no") or "")
+    if not grant:
+        return
+    old = p.coupons.get(grant)
+    redeemed = method.endswith(".used")
+    activity = str(biz.get("activity_id") or (old.activity if old else "-"))
+    p.coupons[grant] = CouponState(activity, _min(old.issued_at if old else None, e.occurred_at),
+                                   redeemed or (old is not None and old.redeemed))
 
 
 def _fold_article(p: Profile, e: DomainEvent, out: FoldOutcome) -> None:
@@ -259,6 +280,11 @@ def user_counters(p: Profile, tz: ZoneInfo) -> Counters:
                         _add(out, {("attributed_orders", day, c): 1, ("attributed_cents", day, c): o.amount_cents})
     if p.jumps:
         _add(out, _conversion_counters(p, tz))
+    for c in p.coupons.values():
+        key = (_day(c.issued_at, tz), c.activity)
+        out[("coupons_issued", *key)] = out.get(("coupons_issued", *key), 0) + 1
+        if c.redeemed:
+            out[("coupons_redeemed", *key)] = out.get(("coupons_redeemed", *key), 0) + 1
     for c, first in p.sent.items():
         day = _day(first, tz)
         out[("treated", day, c)] = 1

@@ -63,7 +63,7 @@ DAILY_RATES: dict[str, tuple[str, str]] = {  # metric -> (numerator counter, den
 METRICS = (
     "net_follower_growth", "return_rate_7d", "day_n_retention", "life_traffic_share", "avg_page_stay_seconds",
     "read_completion_rate", "interaction_rate", "purchase_frequency_30d", "repeat_buyer_rate_30d",
-    "post_jump_conversion_rate", "attributed_orders", "treated_conversion", "uplift",
+    "post_jump_conversion_rate", "attributed_orders", "treated_conversion", "coupon_redemption_rate", "uplift",
 )
 
 
@@ -188,6 +188,12 @@ class MetricsReader:
 
     def _treated_conversion(self, group: str, q: MetricQuery, today: date) -> list[dict[str, Any]]:
         return self._by_campaign(group, q, today, "treated_converted", "treated")
+
+    def _coupon_redemption_rate(self, group: str, q: MetricQuery, today: date) -> list[dict[str, Any]]:
+        """Redeemed ÷ issued per activity, for the coupons issued in the range. Never ``complete``: a coupon can
+        be redeemed until it expires, which the pushes do not say."""
+        points = self._by_campaign(group, q, today, "coupons_redeemed", "coupons_issued")
+        return [{"activity": p.pop("campaign"), **p, "complete": False} for p in points]
 
     def _attributed_orders(self, group: str, q: MetricQuery, today: date) -> list[dict[str, Any]]:
         orders, cents = self._c(group, "attributed_orders", q), self._c(group, "attributed_cents", q)

@@ -20,6 +20,7 @@ DAY_COUNTERS = (
     "cohort", "returned_7d", "on", "gained", "lost", "sessions", "life_sessions", "page_views", "page_seconds",
     "orders_30d", "buyers_30d", "repeat_buyers_30d", "paid_orders", "paid_cents", "order_value",
     "attributed_orders", "attributed_cents", "jumpers", "converted", "treated", "treated_converted",
+    "coupons_issued", "coupons_redeemed",
 )
 
 

@@ -51,6 +51,17 @@ class ArticleState:
 
 
 @dataclass
+class CouponState:
+    """One coupon grant of the user, from the message-service pushes about it (``alipay.marketing.activity.
+    message.*``): the activity, the earliest push time (its issue, or the redemption when that came first) and
+    whether a redemption was seen (redeemed implies issued)."""
+
+    activity: str
+    issued_at: datetime
+    redeemed: bool = False
+
+
+@dataclass
 class InterestRead:
     """What the interest tags need of an article the user completed or favourited (kept 30 days in the profile,
     so tags see every article without reading every article item)."""
@@ -76,6 +87,7 @@ class Profile:
     orders: dict[str, OrderFacts] = field(default_factory=dict)
     jumps: set[Jump] = field(default_factory=set)
     sent: dict[str, datetime] = field(default_factory=dict)  # campaign -> first message sent to the user
+    coupons: dict[str, CouponState] = field(default_factory=dict)  # grant id (voucher id / out_biz_no) -> state
     counted: dict[str, int] = field(default_factory=dict)  # event id -> day ordinal (sessions, page views)
     known_since: datetime | None = None
     last_open_at: datetime | None = None
@@ -115,6 +127,7 @@ def profile_to_json(p: Profile) -> str:
         "ord": {no: _order_json(o) for no, o in p.orders.items()},
         "jmp": sorted([_t(j.at), j.campaign] for j in p.jumps),
         "sent": {c: _t(at) for c, at in p.sent.items()},
+        "cpn": {g: [c.activity, _t(c.issued_at), int(c.redeemed)] for g, c in p.coupons.items()},
         "cnt": p.counted,
         "ks": _t(p.known_since),
         "lo": _t(p.last_open_at),
@@ -147,6 +160,7 @@ def profile_from_json(group: str, user: str, version: int, text: str) -> Profile
         orders={no: _order_of(no, v) for no, v in d.get("ord", {}).items()},
         jumps={Jump(datetime.fromisoformat(at), c) for at, c in d.get("jmp", ())},
         sent={c: datetime.fromisoformat(at) for c, at in d.get("sent", {}).items()},
+        coupons={g: CouponState(v[0], datetime.fromisoformat(v[1]), bool(v[2])) for g, v in d.get("cpn", {}).items()},
         counted=dict(d.get("cnt", {})),
         known_since=_dt(d.get("ks")),
         last_open_at=_dt(d.get("lo")),

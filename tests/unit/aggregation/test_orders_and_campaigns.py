@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from tests.unit.aggregation.conftest import World
-from tests.unit.aggregation.helpers import api_get, at, metric, session, today, trade
+from tests.unit.aggregation.helpers import LIFE_APP, api_get, at, metric, session, today, trade
 
 
 def test_a_paid_order_notified_twice_counts_once(world: World) -> None:
@@ -81,3 +82,23 @@ def test_a_forged_token_is_no_jump_and_no_life_traffic(world: World) -> None:
     assert (share["numerator"], share["denominator"]) == (2, 4)
     (conv,) = metric(world.api, "post_jump_conversion_rate", d, d)
     assert (conv["campaign"], conv["denominator"]) == ("spring", 1)
+
+
+def _voucher(when: datetime, user: str, voucher: str, kind: str) -> dict[str, Any]:
+    return {"schema_version": 1, "event_id": f"push-{voucher}-{kind}-{when.timestamp()}", "type": "message_push",
+            "app_id": LIFE_APP, "source": "message_service", "occurred_at": when.isoformat(),
+            "received_at": when.isoformat(), "user": {"user_id": user},
+            "msg_method": f"alipay.marketing.activity.message.{kind}",
+            "biz": {"voucher_id": voucher, "activity_id": "act-1", "user_id": user}}
+
+
+def test_coupon_redemption_counts_each_grant_once_and_a_redemption_implies_the_issue(world: World) -> None:
+    d = today() - timedelta(days=2)
+    world.consume([_voucher(at(d, 9), "2088001", "V1", "received"),
+                   _voucher(at(d, 9, 5), "2088002", "V2", "received"),
+                   _voucher(at(d, 18), "2088002", "V2", "used"),
+                   _voucher(at(d, 19), "2088003", "V3", "used")])  # its "received" push never came
+    world.consume([_voucher(at(d, 9), "2088001", "V1", "received")])  # pushed again
+
+    (rate,) = metric(world.api, "coupon_redemption_rate", d, d)
+    assert (rate["activity"], rate["numerator"], rate["denominator"]) == ("act-1", 2, 3)
