@@ -47,6 +47,7 @@ from lifelink.alipay.errors import (
     SignatureError,
 )
 from lifelink.alipay.openapi import AsyncAlipayClient, OpenApiConfig
+from lifelink.alipay.transport import AsyncPost
 from lifelink.domain.attribution import message_ref
 from lifelink.domain.channels import IDEMPOTENT_CHANNELS, build_call, link_tagger
 from lifelink.domain.events import MessageOutcomeEvent, OutcomeStatus, UserRef
@@ -222,7 +223,7 @@ class OutboundGateway:
         rate_limiter: RateLimiter,
         publisher: Publisher,
         queue: Visibility,
-        http: httpx.AsyncClient,
+        http: AsyncPost,
         attribution_key: Callable[[], bytes],
         default_gateway_url: str,
         concurrency: int = 10,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
@@ -27,6 +27,9 @@ from .errors import (
 )
 from .keys import check_alipay_public_key, load_private_key, load_public_key
 from .signing import beijing_timestamp, canonical_string, sign, verify
+
+if TYPE_CHECKING:
+    from .transport import AsyncPost
 
 # Parameters that travel in the URL query (with sign); everything else goes in the form body.
 SYSTEM_PARAMS: frozenset[str] = frozenset(
@@ -448,12 +451,13 @@ class AlipayClient:
 
 
 class AsyncAlipayClient:
-    """Asynchronous OpenAPI client on httpx.AsyncClient."""
+    """Asynchronous OpenAPI client on httpx: an ``httpx.AsyncClient``, or the gateway's
+    :class:`~lifelink.alipay.transport.PooledHttp` (anything with httpx's ``post`` and ``aclose``)."""
 
-    def __init__(self, config: OpenApiConfig, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, config: OpenApiConfig, http: AsyncPost | None = None) -> None:
         self.config = config
         self._owns_http = http is None
-        self.http = http if http is not None else httpx.AsyncClient(timeout=config.timeout)
+        self.http: AsyncPost = http if http is not None else httpx.AsyncClient(timeout=config.timeout)
         self._url = _GatewayUrl(config.gateway_url)
 
     async def execute(
