@@ -22,4 +22,6 @@ INTERNAL_ROUTES = {
     ("POST", "/campaigns/{campaign_id}/survey"),
     ("GET", "/campaigns/{campaign_id}/survey"),
     ("POST", "/events"),
+    ("GET", "/metrics"),
+    ("GET", "/profiles/{app}/{user}"),
 }

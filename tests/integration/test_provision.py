@@ -41,7 +41,12 @@ def test_tables_match_the_template(endpoint: str) -> None:
     result = provision(prefix="t1")
     ddb = boto3.client("dynamodb")
 
-    assert result.tables == {"StateTable": "t1-StateTable", "IdempotencyTable": "t1-IdempotencyTable"}
+    assert result.tables == {
+        "StateTable": "t1-StateTable",
+        "IdempotencyTable": "t1-IdempotencyTable",
+        "ProfilesTable": "t1-ProfilesTable",
+        "MetricsTable": "t1-MetricsTable",
+    }
     for logical_id, name in result.tables.items():
         props = _template_props(logical_id)
         table = ddb.describe_table(TableName=name)["Table"]
@@ -108,7 +113,9 @@ def test_provisioning_twice_reuses_everything(endpoint: str) -> None:
 
     assert (second.tables, second.queues, second.queue_arns) == (first.tables, first.queues, first.queue_arns)
     names = boto3.client("dynamodb").list_tables()["TableNames"]
-    assert sorted(n for n in names if n.startswith("t4-")) == ["t4-IdempotencyTable", "t4-StateTable"]
+    assert sorted(n for n in names if n.startswith("t4-")) == [
+        "t4-IdempotencyTable", "t4-MetricsTable", "t4-ProfilesTable", "t4-StateTable"
+    ]
     assert len(sqs.list_queues(QueueNamePrefix="t4-")["QueueUrls"]) == len(first.queues) == 4
     item = boto3.client("dynamodb").get_item(TableName="t4-StateTable", Key={"pk": {"S": "APP#1"}, "sk": {"S": "APP"}})
     assert "Item" in item

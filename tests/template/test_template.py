@@ -278,10 +278,14 @@ def test_queue_redrive_visibility_and_dlq_alarm(
 
 
 @pytest.mark.parametrize(
-    ("function_id", "queue_id"), [("MessageGatewayFunction", "OutboundQueue"), ("MetricsFunction", "EventsQueue")]
+    ("function_id", "queue_id", "batching"),
+    [
+        ("MessageGatewayFunction", "OutboundQueue", (10, 1)),  # ten sends at once, promptly
+        ("MetricsFunction", "EventsQueue", (200, 2)),  # big batches are what make pre-aggregation pay
+    ],
 )
 def test_queue_consumers_batch_with_partial_failures(
-    cloudformation: dict[str, Any], function_id: str, queue_id: str
+    cloudformation: dict[str, Any], function_id: str, queue_id: str, batching: tuple[int, int]
 ) -> None:
     mappings = [
         r["Properties"]
@@ -291,7 +295,7 @@ def test_queue_consumers_batch_with_partial_failures(
     assert len(mappings) == 1
     (mapping,) = mappings
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
-    assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == (10, 1)
+    assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == batching
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
@@ -365,8 +369,11 @@ def test_message_gateway_permissions(cloudformation: dict[str, Any]) -> None:
 def test_internal_api_permissions_are_narrow(cloudformation: dict[str, Any]) -> None:
     granted = lambda action: _granted(cloudformation, "InternalApiFunction", action)  # noqa: E731
     table_and_index = [{"Fn::GetAtt": ["StateTable", "Arn"]}, {"Fn::Sub": "${StateTable.Arn}/index/followers"}]
-    for action in ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:BatchGetItem"):
+    for action in ("dynamodb:UpdateItem", "dynamodb:PutItem"):  # writes: the state table only
         assert granted(action) == [json.dumps(table_and_index)], action
+    metrics_tables = [{"Fn::GetAtt": ["ProfilesTable", "Arn"]}, {"Fn::GetAtt": ["MetricsTable", "Arn"]}]
+    for action in ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"):  # reads: the metrics too
+        assert sorted(granted(action)) == sorted([json.dumps(table_and_index), json.dumps(metrics_tables)]), action
     for action in ("dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:DeleteTable", "secretsmanager:GetSecretValue"):
         assert not granted(action), action
     sends = granted("sqs:SendMessage")
@@ -377,8 +384,11 @@ def test_metrics_permissions(cloudformation: dict[str, Any]) -> None:
     granted = lambda action: _granted(cloudformation, "MetricsFunction", action)  # noqa: E731
     sends = granted("sqs:SendMessage")
     assert len(sends) == 1 and "OutboundQueue" in sends[0]
-    assert not granted("secretsmanager:GetSecretValue")
-    assert granted("dynamodb:UpdateItem") and all("StateTable" in r for r in granted("dynamodb:UpdateItem"))
+    # the attribution key (to verify tracked links), never an app's keys
+    assert granted("secretsmanager:GetSecretValue") == [json.dumps({"Ref": "AttributionSecret"})]
+    updates = granted("dynamodb:UpdateItem")  # its own tables: state (facts), profiles, metrics
+    assert updates and all(any(t in r for t in ("StateTable", "ProfilesTable", "MetricsTable")) for r in updates)
+    assert not any("IdempotencyTable" in r for r in updates)
 
 
 def test_attribution_secret_is_generated_under_the_parameter_name(cloudformation: dict[str, Any]) -> None:

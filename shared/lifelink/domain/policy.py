@@ -25,6 +25,7 @@ an atomic conditional increment afterwards and decides again if somebody else to
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -130,11 +131,20 @@ class MessagePolicy(_Model):
 
     @classmethod
     def parse(cls, data: object) -> MessagePolicy:
+        """The message policy from an app's policy document, passing over the sections other parts read
+        (:data:`OTHER_SECTIONS`); any other unknown key is refused (a typo must not silently do nothing)."""
         if data is None:
             return cls()
         if isinstance(data, str | bytes):
-            return cls.model_validate_json(data)
+            data = json.loads(data)
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k not in OTHER_SECTIONS}
         return cls.model_validate(data)
+
+
+# Sections of an app's policy document (AppRecord.policy) that are not the message policy: member tiers on
+# follow/unfollow and tag thresholds (the events consumer), automation rules (lifelink.rules).
+OTHER_SECTIONS = frozenset({"tier_on_follow", "tier_on_unfollow", "tags", "rules", "membership"})
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from outbound_helpers import NOW, job
+from pydantic import ValidationError
 
 from lifelink.domain.policy import (
     Capped,
@@ -171,3 +174,12 @@ def test_policy_parses_from_the_registry_json_with_defaults() -> None:
     assert p.caps["coupon"].per_day == 1  # type: ignore[index]
     assert p.quiet_hours.start.hour == 22
     assert MessagePolicy.parse(None) == MessagePolicy()
+
+
+def test_an_apps_policy_document_carries_other_sections_beside_the_message_policy() -> None:
+    document = {"rate_per_second": 5, "tier_on_follow": "gold", "tier_on_unfollow": "drop", "tags": {"silent_days": 20},
+                "rules": {"first_order": {"enabled": True}}}
+    assert MessagePolicy.parse(document).rate_per_second == 5
+    assert MessagePolicy.parse(json.dumps(document)).rate_per_second == 5
+    with pytest.raises(ValidationError):  # a typo is still refused, not silently ignored
+        MessagePolicy.parse({"rate_per_secnd": 5})
