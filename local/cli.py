@@ -9,6 +9,7 @@
     lifelink [--local] [--api-url URL] campaign apply -f FILE     (YAML or JSON; - reads stdin)
     lifelink [--local] [--api-url URL] campaign list | status ID | preview ID [--phase P]
     lifelink [--local] [--api-url URL] campaign pause ID | resume ID | cancel ID
+    lifelink [--local] [--api-url URL] report [--app APP] [--from DAY] [--to DAY] [--out FILE]
 
 KEY is a file path or the key text, in any Alipay format (one-line base64 PKCS#8/PKCS#1, or PEM).
 Against AWS, the state table comes from --state-table, $LIFELINK_STATE_TABLE, or the stack's outputs
@@ -518,6 +519,48 @@ def _campaign_parser(sub: Any) -> None:
         command(verb, text, run).add_argument("campaign_id", metavar="ID")
 
 
+# ---- report (through the metrics API) ----------------------------------------------------------------------
+
+
+def _day_arg(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"{name} must be a day (YYYY-MM-DD), not {value!r}") from None
+
+
+def report(args: argparse.Namespace) -> Rendered:
+    """Writes the HTML report; default file: .lifelink/report.html with --local, else ./report.html."""
+    from lifelink_local.report import DEFAULT_NAME, ReportError, write_report
+
+    first, last = _day_arg(args.first, "--from"), _day_arg(args.last, "--to")
+    if first and last and last < first:
+        raise CliError("--to must be on or after --from")
+    app = args.app
+    if app is None and args.local:
+        life = [a["app_id"] for a in localconf.load().get("apps", []) if a.get("kind") == "life"]
+        app = life[0] if life else None
+    out = Path(args.out) if args.out else (localconf.STATE_DIR / DEFAULT_NAME if args.local else Path(DEFAULT_NAME))
+    with _api(args) as api:
+        try:
+            path = write_report(api, out, app, first, last)
+        except ReportError as exc:
+            raise Refused("cannot make the report:", [str(exc)]) from None
+    return Rendered({"path": str(path)}, str(path))
+
+
+def _report_parser(sub: Any) -> None:
+    cmd = sub.add_parser("report", help="write a self-contained HTML dashboard from the metrics API")
+    cmd.add_argument("--app", help="app id (default: the local life account, or the first campaign's)")
+    cmd.add_argument("--from", dest="first", metavar="DAY", help="first day, YYYY-MM-DD (default: 30 days ago)")
+    cmd.add_argument("--to", dest="last", metavar="DAY", help="last day, inclusive (default: today)")
+    cmd.add_argument("--out", help="the file to write (default: .lifelink/report.html with --local, else report.html)")
+    cmd.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    cmd.set_defaults(run=report)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lifelink", description="Operate lifelink (AWS, or the local stack).")
     p.add_argument("--local", action="store_true", help="use the local stack (.lifelink/local.json)")
@@ -555,6 +598,7 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--max", type=int, default=None, help="move at most N messages")
         cmd.set_defaults(run=fn)
     _campaign_parser(sub)
+    _report_parser(sub)
     return p
 
 
