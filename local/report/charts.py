@@ -7,6 +7,7 @@ drawn hollow.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -37,20 +38,29 @@ def _svg(body: list[str], label: str, height: int = HEIGHT) -> str:
             f"<title>{esc(label)}</title>{''.join(body)}</svg>")
 
 
-def _nice_max(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    step = 10 ** len(str(int(value))) / 10 if value >= 1 else 0.1
+def _step(span: float, integer: bool) -> float:
+    """A round step (1, 2, 2.5 or 5 × 10^k) giving about four intervals over ``span``."""
+    raw = max(span, 1e-9) / 4
+    power = 10 ** math.floor(math.log10(raw))
     for k in (1, 2, 2.5, 5, 10):
-        if k * step >= value:
-            return k * step
-    return value
+        if k * power >= raw and (not integer or (k * power).is_integer()):
+            return k * power
+    return 10 * power
 
 
-def _y_axis(lo: float, hi: float, fmt: Callable[[float], str], y: Callable[[float], float]) -> list[str]:
+def ticks(lo: float, hi: float, integer: bool = False) -> list[float]:
+    """Round axis values covering ``lo`` … ``hi`` (0 included; whole numbers for counts)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo <= 0:
+        hi = lo + 1.0
+    step = max(_step(hi - lo, integer), 1.0) if integer else _step(hi - lo, integer)
+    first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+    return [round(k * step, 10) for k in range(first, last + 1)]
+
+
+def _y_axis(values: Sequence[float], fmt: Callable[[float], str], y: Callable[[float], float]) -> list[str]:
     out = []
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
+    for v in values:
         yy = _f(y(v))
         out.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{yy}" y2="{yy}"/>'
                    f'<text class="axis" x="{LEFT - 6}" y="{yy}" text-anchor="end" dy="0.32em">{esc(fmt(v))}</text>')
@@ -84,9 +94,9 @@ def line_chart(points: Sequence[Point], label: str, fmt: Callable[[float], str],
                height: int = HEIGHT) -> str:
     """A line through the points (broken where a value is missing); hollow circles for incomplete points."""
     values = [p.value for p in points if p.value is not None]
-    hi = y_max if y_max is not None else _nice_max(max(values, default=0.0))
-    x, y = _scales(len(points), 0.0, hi, height)
-    body = _y_axis(0.0, hi, fmt, y)
+    axis = ticks(0.0, y_max if y_max is not None else max(values, default=0.0))
+    x, y = _scales(len(points), axis[0], axis[-1], height)
+    body = _y_axis(axis, fmt, y)
     run: list[str] = []
     runs: list[list[str]] = []
     for i, p in enumerate(points):
@@ -113,12 +123,9 @@ def line_chart(points: Sequence[Point], label: str, fmt: Callable[[float], str],
 def bars_and_line(labels: Sequence[str], bars: Sequence[int], line: Sequence[int], label: str,
                   bar_name: str, line_name: str, height: int = HEIGHT) -> str:
     """Daily bars (up green, down red) and a running line on the same scale (follower growth)."""
-    lo = min([0, *bars, *line])
-    hi = max([0, *bars, *line])
-    top = _nice_max(hi) if hi > 0 else 1.0
-    bottom = -_nice_max(-lo) if lo < 0 else 0.0
-    x, y = _scales(len(labels), bottom, top, height)
-    body = _y_axis(bottom, top, lambda v: f"{v:+.0f}" if v else "0", y)
+    axis = ticks(min([0, *bars, *line]), max([0, *bars, *line]), integer=True)
+    x, y = _scales(len(labels), axis[0], axis[-1], height)
+    body = _y_axis(axis, lambda v: f"{v:+.0f}" if v else "0", y)
     band = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
     w = max(1.0, band * 0.7)
     zero = y(0)
@@ -146,18 +153,23 @@ class Bar:
     note: str = ""  # a second line under the label (conversion from the previous step …)
 
 
+def _short(text: str, limit: int = 26) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def hbars(bars: Sequence[Bar], label: str, max_value: float | None = None) -> str:
     """Horizontal bars, one row per item (funnel steps, articles)."""
-    row, label_w, text_w = 44, 230, 150
+    row, label_w, text_w = 50, 200, 150
     height = TOP + row * len(bars) + 8
     hi = max_value if max_value is not None else max([b.value or 0.0 for b in bars] + [0.0]) or 1.0
     span = WIDTH - label_w - text_w - RIGHT
     body = []
     for i, b in enumerate(bars):
         y0 = TOP + i * row
-        body.append(f'<text class="label" x="{label_w - 8}" y="{y0 + 15}" text-anchor="end">{esc(b.label)}</text>')
+        body.append(f'<text class="label" x="{label_w - 8}" y="{y0 + 20}" text-anchor="end">{esc(_short(b.label))}'
+                    f"<title>{esc(b.label)}</title></text>")
         if b.note:
-            body.append(f'<text class="note" x="{label_w - 8}" y="{y0 + 31}" text-anchor="end">{esc(b.note)}</text>')
+            body.append(f'<text class="note" x="{label_w}" y="{y0 + 41}">{esc(b.note)}</text>')
         body.append(f'<rect class="track" x="{label_w}" y="{y0 + 4}" width="{span}" height="22"/>')
         if b.value is not None:
             w = span * max(0.0, min(b.value / hi, 1.0))

@@ -139,12 +139,12 @@ def funnel(d: ReportData, gained: int | None) -> str:
     sessions = _int(traffic, "denominator") if traffic else None
     orders = None if d.attributed.problem else sum(_int(p, "orders") for p in d.attributed.points)
     steps: list[tuple[str, int | None, str]] = [
-        ("New followers", gained, "follows (state changes)"),
-        ("Sessions from the life account", life,
+        ("Follows", gained, "new followers (state changes)"),
+        ("Life-account sessions", life,
          f"{pct(_value(traffic) if traffic else None)} of {num(sessions)} sessions"),
         ("Product views", _product_views(d.product_views),
          "" if _one(d.product_views) else "not counted by this deployment's metrics API"),
-        ("Paid orders via life-account links", orders, "attributed: last click-through, 7 days"),
+        ("Attributed orders", orders, "paid, via life-account links (last click, 7 days)"),
     ]
     if all(v in (None, 0) for _, v, _ in steps):
         return head + _empty(Section(problem=d.traffic.problem), "No follows, sessions or orders in this range.")
@@ -196,13 +196,19 @@ def repurchase(d: ReportData) -> str:
         if section.problem or not section.points:
             parts.append(f"<h3>{esc(name)}</h3>" + _empty(section, "No paid orders in these windows."))
             continue
-        pts = [Point(str(p.get("day")), _value(p), bool(p.get("complete")),
-                     f"{num(p.get('numerator'))} ÷ {num(p.get('denominator'))}") for p in section.points]
+        by_day = {str(p.get("day")): p for p in section.points}
+        pts = [Point(day.isoformat(), *_day_point(by_day.get(day.isoformat()))) for day in _days(d.first, d.last)]
         latest = section.points[-1]
         parts.append(f"<h3>{esc(name)}: {esc(fmt(_value(latest)) if _value(latest) is not None else DASH)} "
                      f'<span class="muted">on {esc(latest.get("day"))}</span></h3>'
                      f'<p class="legend">{esc(text)}.</p>' + line_chart(pts, name, fmt, y_max=y_max, height=200))
     return "".join(parts)
+
+
+def _day_point(p: dict[str, Any] | None) -> tuple[float | None, bool, str]:
+    if p is None:
+        return None, True, ""
+    return _value(p), bool(p.get("complete")), f"{num(p.get('numerator'))} ÷ {num(p.get('denominator'))}"
 
 
 def _by_campaign(section: Section) -> dict[str, dict[str, Any]]:

@@ -161,11 +161,11 @@ def test_follower_growth_bars_per_day_and_the_running_total(page: tuple[str, Fak
 def test_funnel_steps_and_conversions(page: tuple[str, FakeApi]) -> None:
     html, _ = page
     funnel = text_of(html.split("<section>")[2])
-    assert "New followers" in funnel and " 6 " in funnel
-    assert "200.0 % of new followers" in funnel  # 12 life sessions ÷ 6 follows
+    assert "Follows" in funnel and " 6 " in funnel
+    assert "200.0 % of follows" in funnel  # 12 life sessions ÷ 6 follows
     assert "30.0 % of 40 sessions" in funnel
     assert "Product views" in funnel and "not measured" in funnel  # the API answers 422 for product_views
-    assert "33.3 % of sessions from the life account" in funnel  # 4 attributed orders ÷ 12 (skips the gap)
+    assert "33.3 % of life-account sessions" in funnel  # 4 attributed orders ÷ 12 (skips the gap)
 
 
 def test_retention_points_are_hollow_while_the_cohort_is_incomplete(page: tuple[str, FakeApi]) -> None:
