@@ -45,6 +45,9 @@ DUE_LOOKBACK = timedelta(hours=48)  # first run without a cursor: how far back t
 CURSOR_OVERLAP = timedelta(hours=2)  # always re-read this much before the cursor (entries written late)
 MARKER_KEEP = timedelta(days=30)  # markers outlive their window by this much (TTL)
 CARD_VALID_FOR = timedelta(days=3)
+# A marker fired but not yet marked sent is sent again by a scheduled run only when it was fired this long ago
+# (the run that fired it had time to publish; if it had not, the ledger drops the repeat anyway).
+RESEND_AFTER = timedelta(minutes=5)
 
 _log = logging.getLogger("lifelink.rules")
 
@@ -227,7 +230,7 @@ class RuleEngine:
             return []
         sk = f"{FIRST_ORDER}#ever"
         claimed, marker = self.state.claim(e.app_id, user, sk, paid_at,
-                                           {"order": out_trade_no, "uid": ref.user_id, "oid": ref.open_id})
+                                           {"order": out_trade_no, "uid": ref.user_id, "oid": ref.open_id}, now)
         if not claimed and (marker.data.get("order") != out_trade_no or marker.sent):
             return []  # an earlier first order, or this one's job already went out
         job = self._job(rules, FIRST_ORDER, "ever", ref.user_id, ref.open_id, cfg.message, cfg.kind, cfg.send_via,
@@ -330,6 +333,9 @@ class RuleEngine:
                     continue
                 try:
                     job = self._due_entry(entry, now)
+                except _NotYet:
+                    left = left or hour
+                    continue
                 except Exception:
                     self._log.exception("due rule failed", extra={"app_id": entry.app_id,
                                                                   "user": hash_id(entry.user)})
@@ -355,6 +361,8 @@ class RuleEngine:
         marker = self.state.marker(entry.app_id, entry.user, entry.marker_sk)
         if marker is None or marker.state == CANCELLED or (marker.state == FIRED and marker.sent):
             return None
+        if marker.state == FIRED and not _resend_due(marker, now):
+            raise _NotYet
         rules = self._apps(entry.app_id)
         cfg = rules.rules.browse_no_order if rules is not None else None
         if rules is None or cfg is None or not cfg.enabled or not cfg.activity_id:
@@ -369,7 +377,7 @@ class RuleEngine:
             if now > not_after:
                 self.state.cancel(marker, "expired")
                 return None
-            if not self.state.fire(marker):
+            if not self.state.fire(marker, now):
                 return None  # cancelled meanwhile, or another run fired it (and sends it)
         message = RuleMessage(channel="coupon", content={"activity_id": cfg.activity_id})
         return self._job(rules, BROWSE, marker.window, marker.data.get("uid"), marker.data.get("oid"), message,
@@ -410,8 +418,8 @@ class RuleEngine:
             sk = f"{COME_BACK}#{window}"
             try:
                 claimed, marker = self.state.claim(app_id, p.user, sk, since, {"uid": p.user_id, "oid": p.open_id},
-                                                   ttl=now + timedelta(days=cfg.silent_days) + MARKER_KEEP)
-                if not claimed and marker.sent:
+                                                   now, ttl=now + timedelta(days=cfg.silent_days) + MARKER_KEEP)
+                if not claimed and (marker.sent or not _resend_due(marker, now)):
                     continue
                 job = self._job(rules, COME_BACK, window, p.user_id, p.open_id, message,
                                 "marketing", cfg.send_via, now + timedelta(hours=cfg.valid_hours), now)
@@ -473,6 +481,14 @@ class RuleEngine:
     def forget(self) -> None:
         """Publishing failed: keep every marker unsent (the next run or redelivery sends again)."""
         self._acks = []
+
+
+class _NotYet(Exception):
+    """A marker another run fired moments ago (it is publishing the job): look again next run."""
+
+
+def _resend_due(marker: Marker, now: datetime) -> bool:
+    return marker.made is None or now - marker.made >= RESEND_AFTER
 
 
 def utc_now() -> datetime:

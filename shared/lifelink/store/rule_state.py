@@ -72,6 +72,7 @@ class Marker:
     sent: bool = False
     at: datetime | None = None  # what armed it (the view, the order, the start of the silence)
     due: datetime | None = None
+    made: datetime | None = None  # when it was fired (its job made)
     data: dict[str, str] = field(default_factory=dict)  # what the job needs (recipient ids, product, window)
 
     @property
@@ -111,7 +112,7 @@ def _marker_of(item: Mapping[str, Any]) -> Marker:
     _, app_id, user = item["pk"]["S"].split("#", 2)
     data = {k[2:]: v["S"] for k, v in item.items() if k.startswith("d_") and "S" in v}
     return Marker(app_id, user, item["sk"]["S"], item["st"]["S"], bool(item.get("sent", {}).get("BOOL", False)),
-                  _time(item.get("at")), _time(item.get("due")), data)
+                  _time(item.get("at")), _time(item.get("due")), _time(item.get("made")), data)
 
 
 class RuleState:
@@ -130,20 +131,23 @@ class RuleState:
         return _marker_of(item) if item else None
 
     def _marker_item(self, app_id: str, user: str, sk: str, state: str, at: datetime, due: datetime | None,
-                     data: Mapping[str, str | None], ttl: datetime | None) -> dict[str, Any]:
+                     data: Mapping[str, str | None], ttl: datetime | None,
+                     made: datetime | None = None) -> dict[str, Any]:
         item: dict[str, Any] = {"pk": {"S": marker_pk(app_id, user)}, "sk": {"S": sk}, "st": {"S": state},
                                 "at": _ts(at), "sent": {"BOOL": False}}
         if due is not None:
             item["due"] = _ts(due)
+        if made is not None:
+            item["made"] = _ts(made)
         if ttl is not None:
             item["ttl"] = _ts(ttl)
         item.update({f"d_{k}": {"S": v} for k, v in data.items() if v})
         return item
 
     def claim(self, app_id: str, user: str, sk: str, at: datetime, data: Mapping[str, str | None],
-              ttl: datetime | None = None) -> tuple[bool, Marker]:
+              made: datetime, ttl: datetime | None = None) -> tuple[bool, Marker]:
         """Create a ``fired`` marker unless one exists: (True, it) for the winner, (False, the existing one)."""
-        item = self._marker_item(app_id, user, sk, FIRED, at, None, data, ttl)
+        item = self._marker_item(app_id, user, sk, FIRED, at, None, data, ttl, made)
         try:
             self._ddb.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
@@ -151,7 +155,7 @@ class RuleState:
                 raise
             existing = self.marker(app_id, user, sk)
             if existing is None:  # removed meanwhile (TTL): try once more
-                return self.claim(app_id, user, sk, at, data, ttl)
+                return self.claim(app_id, user, sk, at, data, made, ttl)
             return False, existing
         return True, _marker_of(item)
 
@@ -178,19 +182,23 @@ class RuleState:
             raise
         return True
 
-    def fire(self, marker: Marker) -> bool:
+    def fire(self, marker: Marker, now: datetime) -> bool:
         """pending → fired (conditional): True for the one caller that moved it."""
-        return self._move(marker, PENDING, FIRED)
+        return self._move(marker, PENDING, FIRED, made=now)
 
     def cancel(self, marker: Marker, reason: str) -> bool:
         return self._move(marker, PENDING, CANCELLED, reason)
 
-    def _move(self, marker: Marker, frm: str, to: str, reason: str | None = None) -> bool:
+    def _move(self, marker: Marker, frm: str, to: str, reason: str | None = None,
+              made: datetime | None = None) -> bool:
         values: dict[str, Any] = {":from": {"S": frm}, ":to": {"S": to}}
         update = "SET st = :to"
         if reason:
             update += ", why = :why"
             values[":why"] = {"S": reason}
+        if made is not None:
+            update += ", made = :made"
+            values[":made"] = _ts(made)
         try:
             self._ddb.update_item(TableName=self.table,
                                   Key={"pk": {"S": marker_pk(marker.app_id, marker.user)}, "sk": {"S": marker.sk}},
