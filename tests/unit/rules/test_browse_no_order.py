@@ -24,7 +24,8 @@ def test_a_view_with_no_order_gets_one_coupon_when_due_and_never_again(world: Wo
     (job,) = e.due(NOW + timedelta(hours=24))
     assert (job.app_id, job.channel.value, job.content.activity_id) == (MINI, "coupon", COUPON)
     assert (job.rule, job.campaign, job.recipient.user_id) == ("browse_no_order", "rule-browse_no_order", U1)
-    assert job.phase == "w20261123"  # 7-day windows start on Mondays: Tue 2026-11-24 (Shanghai) is in the one from Mon 11-23
+    # 7-day windows start on Mondays: Tue 2026-11-24 (Shanghai) is in the one from Mon 11-23
+    assert job.phase == "w20261123"
     assert job.ledger_key == f"{MINI}|rule-browse_no_order|w20261123|{U1}|coupon"
     assert job.not_after == NOW + timedelta(hours=48)
     e.acknowledge()
