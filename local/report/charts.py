@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 
 WIDTH, HEIGHT = 720, 240
-LEFT, RIGHT, TOP, BOTTOM = 56, 16, 14, 34
+LEFT, RIGHT, TOP, BOTTOM = 56, 24, 14, 34
 MAX_X_LABELS = 8
 
 
@@ -27,6 +27,7 @@ class Point:
     value: float | None  # None: no figure (the line breaks there)
     complete: bool = True
     note: str = ""  # the tooltip's detail (numerator ÷ denominator …)
+    tick: str = ""  # a shorter name for the x axis (default: label)
 
 
 def _f(x: float) -> str:
@@ -72,7 +73,9 @@ def _x_labels(labels: Sequence[str], x: Callable[[int], float], height: int) -> 
     if n == 0:
         return []
     step = max(1, -(-n // MAX_X_LABELS))
-    shown = sorted(set(range(0, n, step)) | {n - 1})
+    shown = list(range(0, n, step))
+    if shown[-1] != n - 1:  # the last label always shows; it replaces a neighbour too close to it
+        shown = [i for i in shown if n - 1 - i >= step] + [n - 1]
     return [f'<text class="axis" x="{_f(x(i))}" y="{height - BOTTOM + 16}" text-anchor="middle">{esc(labels[i])}</text>'
             for i in shown]
 
@@ -116,7 +119,7 @@ def line_chart(points: Sequence[Point], label: str, fmt: Callable[[float], str],
         tip = f"{p.label}: {fmt(p.value)}" + (f" ({p.note})" if p.note else "") + ("" if p.complete else ", incomplete")
         body.append(f'<circle class="pt {state}" cx="{_f(x(i))}" cy="{_f(y(p.value))}" r="4">'
                     f"<title>{esc(tip)}</title></circle>")
-    body += _x_labels([p.label for p in points], x, height)
+    body += _x_labels([p.tick or p.label for p in points], x, height)
     return _svg(body, label, height)
 
 

@@ -78,6 +78,12 @@ def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=k) for k in range((last - first).days + 1)]
 
 
+def _tick(day: Any) -> str:
+    """``2026-11-25`` → ``11-25`` (the axis; tooltips keep the whole day)."""
+    text = str(day)
+    return text[5:] if len(text) == 10 and text[4] == "-" else text
+
+
 def _int(p: dict[str, Any], key: str) -> int:
     v = p.get(key)
     return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0
@@ -169,7 +175,7 @@ def retention(d: ReportData) -> str:
     if d.retention.problem or not d.retention.points:
         return head + _empty(d.retention, "No cohorts in this range (no first activity).")
     pts = [Point(str(p.get("day")), _value(p), bool(p.get("complete")),
-                 f"{num(p.get('numerator'))} of {num(p.get('denominator'))}")
+                 f"{num(p.get('numerator'))} of {num(p.get('denominator'))}", _tick(p.get("day")))
            for p in d.retention.points]
     parts = [head, '<p class="legend">return_rate_7d per cohort day: users first active on D who came back on any '
              "of D+1…D+7 ÷ cohort size. Hollow points are incomplete (D+7 has not ended yet).</p>",
@@ -197,7 +203,8 @@ def repurchase(d: ReportData) -> str:
             parts.append(f"<h3>{esc(name)}</h3>" + _empty(section, "No paid orders in these windows."))
             continue
         by_day = {str(p.get("day")): p for p in section.points}
-        pts = [Point(day.isoformat(), *_day_point(by_day.get(day.isoformat()))) for day in _days(d.first, d.last)]
+        pts = [Point(day.isoformat(), *_day_point(by_day.get(day.isoformat())), tick=_tick(day.isoformat()))
+               for day in _days(d.first, d.last)]
         latest = section.points[-1]
         parts.append(f"<h3>{esc(name)}: {esc(fmt(_value(latest)) if _value(latest) is not None else DASH)} "
                      f'<span class="muted">on {esc(latest.get("day"))}</span></h3>'
@@ -250,7 +257,7 @@ def campaigns(d: ReportData) -> str:
         o = orders.get(cid, [0, 0])
         rows.append([
             esc(cid) + (f'<br><span class="muted">{esc(c["name"])}</span>' if c.get("name") else ""),
-            esc(c.get("state", "not listed")),
+            esc(c.get("state", "no definition")),
             num(conv.get("denominator")), num(conv.get("numerator")),
             esc(pct(_value(conv))) if conv else DASH,
             num(o[0]), esc(yuan(o[1])),

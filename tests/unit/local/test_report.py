@@ -197,7 +197,7 @@ def test_campaign_table_with_uplift(page: tuple[str, FakeApi]) -> None:
     assert [c[0].split(" ")[0] for c in cells] == ["c-autumn", "c-x"]  # c-elsewhere is another group's
     autumn, other = cells
     assert autumn[2:] == ["10", "3", "30.0 %", "3", "¥75.00", "30.0 % (3/10)", "10.0 % (1/10)", "+20.0 pts"]
-    assert other[1] == "not listed" and other[2:7] == ["4", "1", "25.0 %", "1", "¥10.00"]
+    assert other[1] == "no definition" and other[2:7] == ["4", "1", "25.0 %", "1", "¥10.00"]
     assert other[-1] == "—"
     uplift_calls = [r.url.params.get("campaign") for r in api.requests if r.url.params.get("metric") == "uplift"]
     assert uplift_calls == ["c-autumn"]
