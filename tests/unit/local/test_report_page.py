@@ -334,3 +334,22 @@ def test_cli_unknown_app_and_bad_days(tmp_path: Path, capsys: pytest.CaptureFixt
     code = main(["--api-url", "http://api.test", "report", "--from", "11/01/2026"], transport=httpx.MockTransport(api))
     assert code == 2 and "--from must be a day" in capsys.readouterr().err
 
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_cli_local_takes_the_life_account_and_writes_into_the_state_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from lifelink_local import localconf
+
+    monkeypatch.setattr(localconf, "STATE_DIR", tmp_path / ".lifelink")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")  # apply_aws_env sets it; restored after
+    localconf.save({"api_url": "http://api.test", "aws_endpoint_url": "http://127.0.0.1:1", "region": "us-east-1",
+                    "apps": [{"app_id": "2021000000000002", "kind": "mini"}, {"app_id": LIFE, "kind": "life"}]})
+    api = FakeApi(full_points(), [])
+    code = main(["--local", "report"], transport=httpx.MockTransport(api))
+    printed, err = capsys.readouterr()
+    expected = (tmp_path / ".lifelink" / "report.html").resolve()
+    assert (code, err, printed.strip()) == (0, "", str(expected))
+    assert expected.is_file()
+    assert {r.url.params.get("app") for r in api.requests if r.url.path == "/metrics"} == {LIFE}
+    assert {r.url.host for r in api.requests} == {"api.test"}
