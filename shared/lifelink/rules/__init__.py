@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from lifelink.rules.config import RulesConfig, rules_config
 from lifelink.rules.engine import AppDirectory, AppRules, RuleEngine
-from lifelink.rules.runner import BatchOutcome, OutboundPublisher, RuleDeps, run_on_batch, run_scheduled
+from lifelink.rules.runner import (
+    BatchOutcome,
+    OutboundPublisher,
+    RuleDeps,
+    batch_hook,
+    run_on_batch,
+    run_scheduled,
+)
 
 __all__ = [
     "AppDirectory", "AppRules", "BatchOutcome", "OutboundPublisher", "RuleDeps", "RuleEngine", "RulesConfig",
-    "rules_config", "run_on_batch", "run_scheduled",
+    "batch_hook", "rules_config", "run_on_batch", "run_scheduled",
 ]

@@ -207,7 +207,9 @@ class RuleEngine:
         if (e.app_id, user, sk) in armed:
             return
         armed.add((e.app_id, user, sk))
-        last_paid = self.state.last_paid(e.app_id, user)
+        marker, last_paid = self.state.view_facts(e.app_id, user, sk)
+        if marker is not None and marker.state != CANCELLED:
+            return  # the window already has a pending or fired marker: a second view does not re-arm
         if last_paid is not None and last_paid >= view_at:
             return  # already ordered after this view
         data = {"uid": ref.user_id, "oid": ref.open_id, "product": getattr(e, "product_id", None)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -127,6 +127,29 @@ def run_on_batch(events: Sequence[DomainEvent], deps: RuleDeps, now: datetime | 
     jobs = engine.on_events(events, now or datetime.now(UTC))
     failed = list(engine.failed_events)
     return BatchOutcome(_publish(engine, deps, jobs), failed)
+
+
+RULE_EVENT_TYPES = frozenset({"product_view", "order_paid", "follow", "unfollow"})
+
+
+def batch_hook(deps: RuleDeps) -> Callable[[Sequence[tuple[str, DomainEvent]]], list[str]]:
+    """For the events consumer: ``hook(records)`` ((SQS message id, event) of the folded records) runs the rules
+    and returns the message ids to report as batch item failures (all rule-relevant ones when the jobs could not
+    be queued)."""
+
+    def hook(records: Sequence[tuple[str, DomainEvent]]) -> list[str]:
+        relevant = [(mid, e) for mid, e in records if e.type in RULE_EVENT_TYPES]
+        if not relevant:
+            return []
+        by_event = {e.event_id: mid for mid, e in relevant}
+        try:
+            outcome = run_on_batch([e for _, e in relevant], deps)
+        except Exception:
+            logging.getLogger("lifelink.rules").exception("rule jobs not queued: redelivering")
+            return list(dict.fromkeys(mid for mid, _ in relevant))
+        return list(dict.fromkeys(by_event[i] for i in outcome.failed_event_ids if i in by_event))
+
+    return hook
 
 
 def run_scheduled(kind: str, deps: RuleDeps, now: datetime | None = None) -> dict[str, Any]:

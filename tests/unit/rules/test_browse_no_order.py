@@ -135,3 +135,12 @@ def test_a_view_reported_days_late_is_due_in_the_current_hour(world: World) -> N
     world.engine.on_events([view(NOW)], late)  # due 6 h ago, still within validity
     (job,) = world.engine.due(late + timedelta(minutes=15))
     assert job.not_after == NOW + timedelta(hours=48)
+
+
+def test_a_repeated_view_costs_one_read_and_no_write(world: World) -> None:
+    armed(world)
+    world.engine.on_events([view(NOW)], NOW)
+    calls: list[str] = []
+    world.state._ddb.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    world.engine.on_events([view(NOW + timedelta(hours=1))], NOW + timedelta(hours=1))
+    assert calls == ["BatchGetItem"]
