@@ -325,10 +325,28 @@ def _seconds_until_closed(campaign: Any) -> float:
     return max(0.0, (campaign.phases.settle.end - datetime.now(UTC)).total_seconds())
 
 
-def _summary_when_closed(watch: Any) -> None:
+def _summary_when_closed(watch: Any, stack: LocalStack) -> None:
     watch.finished.wait()
     watch.stop()
     _print_campaign_summary(watch)
+    _write_report(stack)
+
+
+def _write_report(stack: LocalStack, settle_s: float = 3.0) -> Path | None:
+    """The HTML dashboard of the demo, from the metrics API (``lifelink --local report`` writes the same)."""
+    from lifelink_local.api_client import client_for
+    from lifelink_local.report import write_report
+
+    time.sleep(settle_s)  # the events consumer runs a batching window behind
+    life = next((a["app_id"] for a in stack.conf.get("apps", []) if a.get("kind") == "life"), None)
+    try:
+        with client_for(api_url=stack.conf["api_url"]) as api:
+            path = write_report(api, stack.state_dir / "report.html", app=life)
+    except Exception as exc:  # the demo goes on serving; say why there is no report
+        print(f"\nReport not written: {exc}", flush=True)
+        return None
+    print(f"\nReport (lifelink --local report writes it again): {path}", flush=True)
+    return path
 
 
 def _print_campaign_summary(watch: Any) -> None:
@@ -375,9 +393,13 @@ def main(argv: list[str] | None = None) -> int:
             closed = watch.finished.wait(_seconds_until_closed(watch.campaign) + 60)
             watch.stop()
             _print_campaign_summary(watch)
-            ok = ok and closed
+            ok = ok and closed and _write_report(stack) is not None
         elif watch is not None:
-            threading.Thread(target=_summary_when_closed, args=(watch,), name="campaign-summary", daemon=True).start()
+            threading.Thread(
+                target=_summary_when_closed, args=(watch, stack), name="campaign-summary", daemon=True
+            ).start()
+        elif not args.no_journey:  # no campaign to wait for: the journey's report
+            threading.Thread(target=_write_report, args=(stack,), name="report", daemon=True).start()
         if args.exit:
             return 0 if ok else 1
         print("\nserving; Ctrl-C to stop")
