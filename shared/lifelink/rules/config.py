@@ -15,13 +15,15 @@ When ``rules.tiers`` is absent, the tier settings the aggregator reads (``policy
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from lifelink.domain.messages import CONTENT_MODELS, Channel
 
 MessageChannel = Literal["life_template", "life_custom", "mini_subscription", "coupon"]
+# A tier names the card level and part of the card job's phase: no spaces, "|" or "#".
+TierName = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[^|#\s]+$")]
 
 
 class _Model(BaseModel):
@@ -101,8 +103,8 @@ class MemberTiers(_Model):
     update``, card number = the user's id, type ``card_no_type``). ``confirm_follow`` asks Alipay
     (``alipay.open.public.user.follow.query``) before granting."""
 
-    tier_on_follow: str | None = Field(default="silver", min_length=1, max_length=32)
-    on_unfollow: str = Field(default="keep", min_length=1, max_length=32)  # "keep" | "drop" | a tier
+    tier_on_follow: TierName | None = "silver"
+    on_unfollow: TierName = "keep"  # "keep" | "drop" | a tier
     card_template_id: str | None = Field(default=None, min_length=1, max_length=64)
     card_no_type: Literal["D_ALIPAY_UID", "D_OPEN_ID"] | None = None  # None: user_id when known, else open_id
     confirm_follow: bool = False

@@ -32,6 +32,7 @@ def test_defaults_everything_off_but_silver_on_follow() -> None:
     {"browse_no_order": {"hours": 0}},
     {"browse_no_order": {"enabeld": True}},  # a typo is refused, not ignored
     {"tiers": {"confirm": True}},
+    {"tiers": {"tier_on_follow": "silver member"}},  # a tier name becomes part of a ledger key: no spaces
 ])
 def test_invalid_settings_are_refused(rules: dict) -> None:
     with pytest.raises(ValidationError):
