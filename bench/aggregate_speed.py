@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from common import Row, heading
+
 from lifelink.aggregation.aggregator import Aggregator, GroupInfo
 from lifelink.aggregation.fold import GroupPolicy
 from lifelink.domain.attribution import Attribution, issue
@@ -174,7 +176,8 @@ def run_mode(events: list[DomainEvent], batch: int, now: datetime) -> tuple[Coun
     return ddb, time.process_time() - cpu - ddb.seconds, failed
 
 
-def run(n_events: int = 20_000) -> None:
+def run(n_events: int = 20_000) -> list[Row]:
+    heading("6. Events folded per core and DynamoDB write requests per event (issue 5)")
     raw = demo_mix(n_events)
     now = datetime(2026, 11, 22, tzinfo=UTC)
     t = time.process_time()
@@ -197,7 +200,16 @@ def run(n_events: int = 20_000) -> None:
           f"{1000 * peer.items_written / n:>18,.1f}")
     met = n / ours_s >= 5000 and ours.write_requests / n <= 0.2
     print(f"targets met: {met}")
+    return [
+        Row("events folded/s per core", f"{n / ours_s:,.0f}", f"{n / peer_s:,.0f}", (n / ours_s) / (n / peer_s),
+            "≥ 5,000", n / ours_s >= 5000),
+        Row("write requests per event", f"{ours.write_requests / n:.3f}", f"{peer.write_requests / n:.3f}",
+            (peer.write_requests / n) / (ours.write_requests / n) if ours.write_requests else None, "≤ 0.2",
+            ours.write_requests / n <= 0.2),
+    ]
 
 
 if __name__ == "__main__":
-    run(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000)
+    from common import print_summary
+
+    print_summary(run(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000))

@@ -1,5 +1,5 @@
-"""`make bench`: every figure of issue 2 §7 and issue 3's message gateway figure in one run, then a summary
-table. Reports; never fails on a missed target (exit 0), only on a broken benchmark."""
+"""`make bench`: every figure (issue 2 §7, the message gateway of issue 3, the data loop of issue 5) in one run,
+then a summary table. Reports; never fails on a missed target (exit 0), only on a broken benchmark."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import platform
 import sys
 import time
 
+import aggregate_speed
 import import_time
+import metrics_speed
 import outbound_speed
 import rsa_speed
 import webhook_speed
@@ -23,6 +25,8 @@ def main() -> int:
     rows += webhook_speed.run()
     rows += import_time.run()
     rows += outbound_speed.run()
+    rows += metrics_speed.run()
+    rows += aggregate_speed.run()
     heading("Summary")
     print_summary(rows)
     print(f"\n(bench took {time.perf_counter() - started:.0f} s)")
