@@ -1,6 +1,8 @@
 """Consumes the `events` queue a whole batch at a time (partial batch responses): the per-event reactions
-(audience facts, welcome jobs) and the aggregation into profiles and counters (lifelink.aggregation). The
-daily schedule ({"kind": "rollup"}) rolls yesterday's counters up.
+(audience facts, welcome jobs), the aggregation into profiles and counters (lifelink.aggregation), then the
+automation rules on what was folded (lifelink.rules). Scheduled inputs: {"kind": "rollup"} (daily: yesterday's
+counters rolled up), {"kind": "rules_due"} (every 15 minutes: browsed-not-ordered coupons that came due) and
+{"kind": "silence_scan"} (daily: come-back gifts).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from lifelink.aggregation.aggregator import Aggregator
 from lifelink.aggregation.consumer import EventsConsumer
 from lifelink.aggregation.groups import GroupDirectory, ThresholdCache
 from lifelink.reactions import Reactions
+from lifelink.rules import RuleDeps, batch_hook, run_scheduled
 from lifelink.store import aws
 from lifelink.store.apps import AppRegistry
 from lifelink.store.audience import Audience
@@ -24,6 +27,14 @@ from lifelink.store.metrics_store import MetricsStore
 logger = Logger(service="metrics")
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "lifelink"), service="metrics")
 _consumer: EventsConsumer | None = None
+_rules: RuleDeps | None = None
+
+
+def _rules_deps() -> RuleDeps:
+    global _rules
+    if _rules is None:
+        _rules = RuleDeps.from_env(logger=logger)
+    return _rules
 
 
 def _attribution_keys() -> tuple[bytes, ...]:
@@ -58,7 +69,7 @@ def _build() -> EventsConsumer:
         EventPublisher(aws.client("sqs"), os.environ["OUTBOUND_QUEUE_URL"]),
         logger=logger,
     )
-    return EventsConsumer(aggregator, reactions, metrics=metrics, logger=logger)
+    return EventsConsumer(aggregator, reactions, metrics=metrics, logger=logger, after_fold=batch_hook(_rules_deps()))
 
 
 def _rollup() -> dict[str, Any]:
@@ -77,6 +88,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _consumer
     if event.get("kind") == "rollup":
         return _rollup()
+    if event.get("kind") in ("rules_due", "silence_scan"):
+        return run_scheduled(event["kind"], _rules_deps())
     if _consumer is None:
         _consumer = _build()
     return _consumer.handle(event)

@@ -384,8 +384,10 @@ def test_metrics_permissions(cloudformation: dict[str, Any]) -> None:
     granted = lambda action: _granted(cloudformation, "MetricsFunction", action)  # noqa: E731
     sends = granted("sqs:SendMessage")
     assert len(sends) == 1 and "OutboundQueue" in sends[0]
-    # the attribution key (to verify tracked links), never an app's keys
-    assert granted("secretsmanager:GetSecretValue") == [json.dumps({"Ref": "AttributionSecret"})]
+    # the attribution key (to verify tracked links), the apps' keys (confirm_follow's follow query), nothing else
+    secrets = granted("secretsmanager:GetSecretValue")
+    assert json.dumps({"Ref": "AttributionSecret"}) in secrets and len(secrets) == 2
+    assert any("${AppSecretPrefix}*" in r for r in secrets)
     updates = granted("dynamodb:UpdateItem")  # its own tables: state (facts), profiles, metrics
     assert updates and all(any(t in r for t in ("StateTable", "ProfilesTable", "MetricsTable")) for r in updates)
     assert not any("IdempotencyTable" in r for r in updates)

@@ -7,7 +7,7 @@ is reported; the rest are acknowledged. Refolding a redelivered record is harmle
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from lifelink.aggregation.aggregator import Aggregator, BatchStats
@@ -41,8 +41,12 @@ def report_stats(stats: BatchStats, sink: MetricsSink | None) -> None:
 class EventsConsumer:
     def __init__(self, aggregator: Aggregator, reactions: Reacting | None = None, *,
                  metrics: MetricsSink | None = None, logger: logging.Logger | Any | None = None,
-                 parse: Callable[[str], DomainEvent] = parse_event) -> None:
+                 parse: Callable[[str], DomainEvent] = parse_event,
+                 after_fold: Callable[[Sequence[tuple[str, DomainEvent]]], list[str]] | None = None) -> None:
+        """``after_fold`` (the automation rules) sees the records whose fold was written and names those to
+        redeliver."""
         self.aggregator = aggregator
+        self._after_fold = after_fold
         self._reactions = reactions
         self._metrics = metrics
         self._log = logger or logging.getLogger("lifelink.aggregation")
@@ -73,4 +77,6 @@ class EventsConsumer:
         if result.failed:
             self._log.warning("users not written, redelivering", extra={"records": len(result.failed)})
         failed += sorted(result.failed)
+        if self._after_fold is not None:
+            failed += self._after_fold([(mid, e) for mid, e in parsed if mid not in result.failed])
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in dict.fromkeys(failed)]}
