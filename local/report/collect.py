@@ -54,7 +54,7 @@ class ReportData:
     generated_at: datetime
     followers: Section  # net_follower_growth per day
     traffic: Section  # life_traffic_share, one total point
-    product_views: Section  # product_views, one total point (when the API counts them)
+    product_views: Section  # product_viewers: distinct viewers per day, summed over the range (viewer-days)
     attributed: Section  # attributed_orders per day and campaign
     retention: Section  # return_rate_7d per cohort day
     day_n: Section  # day-N retention summed over the cohorts, one point per N
@@ -141,7 +141,7 @@ def collect(client: Client, app: str, first: date | None = None, last: date | No
         generated_at=now or datetime.now(UTC),
         followers=followers,
         traffic=r.metric("life_traffic_share", f, t, by="total"),
-        product_views=r.metric("product_views", f, t, by="total"),
+        product_views=r.metric("product_viewers", f, t, by="total"),
         attributed=r.metric("attributed_orders", f, t),
         retention=r.metric("return_rate_7d", f, t),
         day_n=Section(day_n),

@@ -130,7 +130,7 @@ def _product_views(section: Section) -> int | None:
     p = _one(section)
     if p is None:
         return None
-    for key in ("views", "count", "product_views", "numerator"):
+    for key in ("viewers",):
         if key in p:
             return _int(p, key)
     return None
@@ -148,7 +148,7 @@ def funnel(d: ReportData, gained: int | None) -> str:
         ("Follows", gained, "new followers (state changes)"),
         ("Life-account sessions", life,
          f"{pct(_value(traffic) if traffic else None)} of {num(sessions)} sessions"),
-        ("Product views", _product_views(d.product_views),
+        ("Product viewers (per day, summed)", _product_views(d.product_views),
          "" if _one(d.product_views) else "not counted by this deployment's metrics API"),
         ("Attributed orders", orders, "paid, via life-account links (last click, 7 days)"),
     ]

@@ -151,6 +151,7 @@ def fold(p: Profile, events: Iterable[DomainEvent], ctx: FoldContext) -> FoldOut
             _fold_article(p, e, out)
         elif t == "product_view":
             p.last_product_view_at = _max(p.last_product_view_at, at)
+            p.viewed_days.add(_day(at, tz))
         elif t == "order_placed":
             no = e.out_trade_no
             o = p.orders.get(no) or m.OrderFacts(no)
@@ -280,6 +281,8 @@ def user_counters(p: Profile, tz: ZoneInfo) -> Counters:
                         _add(out, {("attributed_orders", day, c): 1, ("attributed_cents", day, c): o.amount_cents})
     if p.jumps:
         _add(out, _conversion_counters(p, tz))
+    for day in p.viewed_days:  # distinct viewers per day: a set, so a redelivered view adds nothing
+        out[("product_viewers", day)] = 1
     for c in p.coupons.values():
         key = (_day(c.issued_at, tz), c.activity)
         out[("coupons_issued", *key)] = out.get(("coupons_issued", *key), 0) + 1

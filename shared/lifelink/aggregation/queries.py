@@ -64,6 +64,7 @@ METRICS = (
     "net_follower_growth", "return_rate_7d", "day_n_retention", "life_traffic_share", "avg_page_stay_seconds",
     "read_completion_rate", "interaction_rate", "purchase_frequency_30d", "repeat_buyer_rate_30d",
     "post_jump_conversion_rate", "attributed_orders", "treated_conversion", "coupon_redemption_rate", "uplift",
+    "product_viewers",
 )
 
 
@@ -133,6 +134,13 @@ class MetricsReader:
     _life_traffic_share = _daily_rate
     _purchase_frequency_30d = _daily_rate
     _repeat_buyer_rate_30d = _daily_rate
+
+    def _product_viewers(self, group: str, q: MetricQuery, today: date) -> list[dict[str, Any]]:
+        """Distinct users with a product view, per day (the funnel's step between a session and an order)."""
+        viewers = self._c(group, "product_viewers", q)
+        return [
+            {"day": d, "viewers": int(n), "complete": date.fromisoformat(d) < today} for d, n in sorted(viewers.items())
+        ]
 
     def _avg_page_stay_seconds(self, group: str, q: MetricQuery, today: date) -> list[dict[str, Any]]:
         views, seconds = self._c(group, "page_views", q), self._c(group, "page_seconds", q)

@@ -92,6 +92,7 @@ class Profile:
     known_since: datetime | None = None
     last_open_at: datetime | None = None
     last_product_view_at: datetime | None = None
+    viewed_days: set[str] = field(default_factory=set)  # days (group zone, ISO) with a product view: the funnel
     reads: dict[str, InterestRead] = field(default_factory=dict)
     tags: dict[str, Tag] = field(default_factory=dict)
     articles: dict[str, ArticleState] = field(default_factory=dict)  # only the articles loaded for this batch
@@ -132,6 +133,7 @@ def profile_to_json(p: Profile) -> str:
         "ks": _t(p.known_since),
         "lo": _t(p.last_open_at),
         "lpv": _t(p.last_product_view_at),
+        "pvd": sorted(p.viewed_days),
         "reads": {a: [r.category, _t(r.completed_at), _t(r.favourited_at), r.favourites] for a, r in p.reads.items()},
         "tags": {name: _tag_json(t) for name, t in p.tags.items()},
     }
@@ -165,6 +167,7 @@ def profile_from_json(group: str, user: str, version: int, text: str) -> Profile
         known_since=_dt(d.get("ks")),
         last_open_at=_dt(d.get("lo")),
         last_product_view_at=_dt(d.get("lpv")),
+        viewed_days=set(d.get("pvd", ())),
         reads={a: InterestRead(v[0], _dt(v[1]), _dt(v[2]), int(v[3])) for a, v in d.get("reads", {}).items()},
         tags={n: Tag(n, v[0], datetime.fromisoformat(v[1]), datetime.fromisoformat(v[2]))
               for n, v in d.get("tags", {}).items()},

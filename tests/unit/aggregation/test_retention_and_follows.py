@@ -103,3 +103,19 @@ def test_the_tiers_follows_grant_and_unfollows_take_are_the_apps(aws: Provisione
     _, g2 = api_get(world.api, f"/profiles/{LIFE_APP}/g2")
     assert (g1["following"], g1["tier"]) == (True, "gold")
     assert (g2["following"], g2["tier"]) == (False, None)  # followed at 9:00 (gold), unfollowed at 15:00 (none)
+
+
+def test_product_viewers_count_each_user_once_a_day_whatever_the_views_or_redeliveries(world: World) -> None:
+    d0 = today() - timedelta(days=3)
+    views = [behaviour("product_view", at(d0, 9, m), "ann", product_id="tea") for m in (0, 5, 10)]
+    views += [behaviour("product_view", at(d0, 11), "bob", product_id="cup"),
+              behaviour("product_view", at(d0 + timedelta(days=1), 8), "ann", product_id="tea")]
+
+    assert world.consume(views) == []
+    assert world.consume(views[::-1]) == []  # redelivered, out of order: nothing new
+
+    by_day = metric(world.api, "product_viewers", d0, d0 + timedelta(days=1))
+    d1 = d0 + timedelta(days=1)
+    assert [(p["day"], p["viewers"]) for p in by_day] == [(d0.isoformat(), 2), (d1.isoformat(), 1)]
+    (total,) = metric(world.api, "product_viewers", d0, d0 + timedelta(days=1), by="total")
+    assert total["viewers"] == 3  # viewer-days

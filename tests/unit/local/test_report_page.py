@@ -164,8 +164,16 @@ def test_funnel_steps_and_conversions(page: tuple[str, FakeApi]) -> None:
     assert "Follows" in funnel and " 6 " in funnel
     assert "200.0 % of follows" in funnel  # 12 life sessions ÷ 6 follows
     assert "30.0 % of 40 sessions" in funnel
-    assert "Product views" in funnel and "not measured" in funnel  # the API answers 422 for product_views
+    assert "Product viewers" in funnel and "not measured" in funnel  # this fake API answers 422 for them
     assert "33.3 % of life-account sessions" in funnel  # 4 attributed orders ÷ 12 (skips the gap)
+
+
+def test_funnel_with_product_viewers_converts_through_them() -> None:
+    points = full_points()
+    points["product_viewers"] = [{"viewers": 8, "complete": True}]  # by=total: the API sums the days
+    funnel = text_of(build_report(client(FakeApi(points, CAMPAIGNS)), LIFE, now=NOW).split("<section>")[2])
+    assert "66.7 % of life-account sessions" in funnel  # 8 viewer-days ÷ 12 life sessions
+    assert "50.0 % of product viewers (per day, summed)" in funnel  # 4 attributed orders ÷ 8
 
 
 def test_retention_points_are_hollow_while_the_cohort_is_incomplete(page: tuple[str, FakeApi]) -> None:
