@@ -490,7 +490,7 @@ class OutboundGateway:
         except Exception:
             self._log.exception("send failed unexpectedly", extra={"ledger_key_hash": hash_id(job.ledger_key)})
             status, reason, retryable = Status.failed, R_INTERNAL, False
-        # The crash window ends in _settle_send's first write: the answer is recorded before anything else.
+        # The crash window ends in _settle_send's ledger write.
         entry = await asyncio.to_thread(
             self._settle_send, job, owner, status, reason, sub_code, retryable, ref, attempts, state, granted
         )
@@ -526,8 +526,12 @@ class OutboundGateway:
         state: _State,
         granted: bool,
     ) -> LedgerEntry | None:
-        """After the call, in one worker-thread trip: the ledger first, then counters back on failure, then the
-        outcome event."""
+        """After the call, in one worker-thread trip: on failure the counters and the grant go back first, then the
+        ledger records the answer, then the outcome event. Giving back before the ledger write matters: once the
+        entry says failed(retryable) a redelivery may read the grant and the counters at once (one BatchGetItem),
+        and must not find the grant still taken and skip the job as ``no_grant``."""
+        if status is not Status.sent:
+            self._give_back(job, state, granted)
         entry = self._ledger.finish(
             job.ledger_key,
             owner,
@@ -539,8 +543,6 @@ class OutboundGateway:
             alipay_ref=ref,
             attempt=attempts,
         )
-        if status is not Status.sent:
-            self._give_back(job, state, granted)
         if entry is not None:
             self._publish_entry_now(job, entry)
         return entry
