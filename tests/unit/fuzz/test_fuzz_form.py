@@ -190,6 +190,7 @@ def test_signed_callbacks_verify_and_a_changed_field_does_not(
     signed = {**params, "sign": sign(canonical_string(params, EXCLUDED_BY_FAMILY[family]).encode(codec),
                                       alipay_keys.private)}  # fmt: skip
     decoded, charset = parse_form(urlencode(signed, encoding=codec).encode("ascii"))
+    assert charset == name
     public = alipay_keys.private.public_key()
     assert verify_callback(decoded, charset, public) is family
     with pytest.raises(SignatureError):
