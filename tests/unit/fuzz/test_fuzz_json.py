@@ -19,7 +19,7 @@ from lifelink.alipay.errors import AlipayApiError, AlipayError, ResponseFormatEr
 from lifelink.alipay.openapi import OpenApiConfig, extract_node, parse_response, response_node_name
 from lifelink.alipay.signing import sign
 
-FUZZ = settings(derandomize=True, deadline=None, max_examples=100)
+FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=100)
 GATEWAY = "https://openapi.test.invalid/gateway.do"
 METHODS = st.sampled_from(
     ["alipay.open.public.message.single.send", "alipay.trade.query", "alipay.system.oauth.token", "a.b"]
