@@ -181,10 +181,8 @@ def test_follower_growth(page: str) -> None:
 def test_funnel(page: str) -> None:
     funnel = text(section(page, "Life account → mini program funnel"))
     assert "33.3 % of 6 sessions" in funnel  # a's scene-1020 return and the verified jump, of 6 sessions
-    if "not measured" in funnel:  # no product-view counter in the metrics API: orders follow sessions
-        assert "50.0 % of life-account sessions" in funnel  # 1 attributed order ÷ 2
-    else:
-        assert "100.0 % of product views" in funnel
+    assert "50.0 % of life-account sessions" in funnel  # the jumper viewed a product: 1 viewer-day ÷ 2 sessions
+    assert "100.0 % of product viewers (per day, summed)" in funnel  # 1 attributed order ÷ 1
 
 
 def test_retention_by_cohort(page: str) -> None:
