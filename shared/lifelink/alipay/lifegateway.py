@@ -133,7 +133,7 @@ def _scene_id(action_param: str | None) -> str | None:
     try:
         scene = json.loads(action_param).get("scene")
         scene_id = scene.get("sceneId") if isinstance(scene, dict) else None
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # RecursionError: JSON nested deeper than Python parses
         return None
     return None if scene_id is None or isinstance(scene_id, dict | list) else str(scene_id)
 
@@ -142,7 +142,11 @@ def parse_gateway_xml(xml_text: str) -> GatewayMessage:
     """Parse the gateway's biz_content XML. CallbackFormatError when malformed, refused or oversized."""
     if not isinstance(xml_text, str):
         raise CallbackFormatError("gateway XML must be text (decoded once from the form)")
-    if len(xml_text) > MAX_XML_BYTES or len(xml_text.encode("utf-8", "surrogatepass")) > MAX_XML_BYTES:
+    try:
+        size = len(xml_text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: no parser could read it either
+        raise CallbackFormatError("gateway XML is not valid Unicode text") from None
+    if size > MAX_XML_BYTES:
         raise CallbackFormatError(f"gateway XML exceeds {MAX_XML_BYTES} bytes")
     root, values = _parse_tree(xml_text)
     if root.upper() != "XML":

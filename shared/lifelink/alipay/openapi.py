@@ -292,7 +292,7 @@ def _top_level_members(raw_text: str) -> list[tuple[str, int, int]]:
 def _string_member(raw_text: str, start: int, end: int, name: str) -> str | None:
     try:
         value = json.loads(raw_text[start:end])
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ResponseFormatError(f"invalid {name} in response") from None
     if value is None:
         return None
@@ -355,22 +355,27 @@ def _node_verifies(node_text: str, signature: str, key: RSAPublicKey, charset: s
 def _load_node(text: str, name: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's JSON parser goes
         raise ResponseFormatError(f"{name} is not valid JSON") from None
     if not isinstance(value, dict):
         raise ResponseFormatError(f"{name} is not a JSON object")
     return value
 
 
+def _text(value: Any) -> str | None:
+    """A response field as text: Alipay sends strings, but nothing in a response is trusted to be one."""
+    return None if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def _raise_if_error(data: dict[str, Any], method: str, *, verified: bool) -> None:
     code = data.get("code")
-    sub_code = data.get("sub_code")
+    sub_code = _text(data.get("sub_code"))
     if (code is not None and str(code) != SUCCESS_CODE) or (code is None and sub_code):
         raise api_error(
             None if code is None else str(code),
-            data.get("msg"),
+            _text(data.get("msg")),
             sub_code,
-            data.get("sub_msg"),
+            _text(data.get("sub_msg")),
             method,
             verified=verified,
             response=data,
@@ -391,7 +396,12 @@ def parse_response(config: OpenApiConfig, method: str, raw_text: str) -> dict[st
     if node_text.startswith('"'):
         if not config.encrypt_key:
             raise ResponseFormatError(f"{name} is encrypted but no AES key is configured")
-        ciphertext = json.loads(node_text)
+        try:
+            ciphertext = json.loads(node_text)
+        except ValueError:
+            raise ResponseFormatError(f"{name} is not a valid JSON string") from None
+        if not isinstance(ciphertext, str):
+            raise ResponseFormatError(f"{name} is not a valid JSON string")
         data = _load_node(aes_decrypt(ciphertext, config.encrypt_key, config.charset), name)
     else:
         data = _load_node(node_text, name)
