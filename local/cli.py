@@ -143,17 +143,31 @@ def _json_arg(value: str, what: str) -> dict[str, Any] | None:
     return data
 
 
+def _policy_document(policy: dict[str, Any]) -> dict[str, Any]:
+    """The app's policy document: the message policy (validated, defaults filled in) beside the other sections,
+    each validated by its own model and kept as given (tag thresholds, automation rules and member tiers)."""
+    from lifelink.domain.policy import OTHER_SECTIONS, MessagePolicy
+    from lifelink.domain.tags import TagPolicy
+    from lifelink.rules import rules_config
+
+    others = {k: v for k, v in policy.items() if k in OTHER_SECTIONS}
+    if "tags" in others:
+        TagPolicy.model_validate(others["tags"])
+    if "rules" in others:
+        rules_config(policy)
+    return {**MessagePolicy.parse(policy).model_dump(mode="json"), **others}
+
+
 def apps_configure(args: argparse.Namespace) -> dict[str, Any]:
     from pydantic import ValidationError
 
     from lifelink.domain.messages import LifeTemplateContent
-    from lifelink.domain.policy import MessagePolicy
 
     changes: dict[str, Any] = {}
     try:
         if args.policy is not None:
             policy = _json_arg(args.policy, "--policy")
-            changes["policy"] = MessagePolicy.parse(policy).model_dump(mode="json") if policy else None
+            changes["policy"] = _policy_document(policy) if policy else None
         if args.welcome is not None:
             welcome = _json_arg(args.welcome, "--welcome")
             if welcome is not None:
