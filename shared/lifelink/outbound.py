@@ -455,7 +455,7 @@ class OutboundGateway:
                 self._counters.give_back(state.plan)
                 self._ledger.release(job.ledger_key, owner, self._clock(), "grant_race")
                 return _Booking("race")
-        wait = self._rate.reserve(job.app_id, policy.rate_per_second, self._rate_max_wait)
+        wait = self._rate.reserve(job.app_id, policy.paced_rate, self._rate_max_wait)
         if wait is None:
             self._give_back(job, state, granted)
             self._ledger.release(job.ledger_key, owner, self._clock(), R_RATE_WAIT)
@@ -497,7 +497,9 @@ class OutboundGateway:
         if entry is None:  # our lease was taken over (it expired): whoever holds it now reports
             self._log.warning("lease lost before finish", extra={"ledger_key_hash": hash_id(job.ledger_key)})
             return RecordOutcome(record.message_id, "ack", "duplicate", "lease_lost", ledger_key=job.ledger_key)
-        self._log.info(
+        # Sends at DEBUG (the ledger and the outcome event record each one); anything else at INFO.
+        self._log.log(
+            logging.DEBUG if status is Status.sent else logging.INFO,
             "message %s",
             status.value,
             extra={
