@@ -289,12 +289,17 @@ class LocalStack:
         return out
 
 
+_OUTPUT = threading.Lock()
+
+
 def _start_demo_campaign(stack: LocalStack) -> Any:
     """Apply local/demo/campaign.yaml and print its transitions as they happen (None when it was refused)."""
     from lifelink_local.campaign_demo import CampaignWatch, apply_demo, time_scale
 
-    def say(line: str) -> None:
-        print(line, flush=True)
+    def say(line: str) -> None:  # the watcher and the ticker's thread both report: one write per line, locked
+        with _OUTPUT:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     print(f"\nDemo campaign (local/demo/campaign.yaml, time scale {time_scale():g}):")
     try:
