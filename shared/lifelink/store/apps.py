@@ -64,6 +64,25 @@ def _from_item(item: Mapping[str, Any]) -> AppRecord:
     return AppRecord.model_validate(values)
 
 
+# What registering an app sets; everything else on the item (policy with its rules, tags and tiers, welcome,
+# templates, gateway_url, created_at) belongs to ``configure`` and survives registering the app again.
+_REGISTERED_FIELDS = frozenset({"kind", "secret_name", "life_account", "mode", "third_party"})
+
+
+def _reregistered(existing: AppRecord, given: AppRecord) -> AppRecord:
+    """``given`` registered over ``existing``: the registration's fields from ``given``, the rest kept.
+
+    ``seller_id`` and ``life_account`` change only when given (None keeps the stored value); a life
+    account has no binding, so registering an app as ``life`` drops one.
+    """
+    update = {name: getattr(given, name) for name in _REGISTERED_FIELDS}
+    if given.seller_id is not None:
+        update["seller_id"] = given.seller_id
+    if given.life_account is None:
+        update["life_account"] = existing.life_account if given.kind == "mini" else None
+    return existing.model_copy(update=update)
+
+
 class AppRegistry:
     """Reads and writes app records; ``secrets`` is a Secrets Manager client (only writers need it)."""
 
@@ -100,7 +119,11 @@ class AppRegistry:
         record: AppRecord,
         secret: Mapping[str, str],
     ) -> AppRecord:
-        """Store the secret first, then the record: a record never points at a missing secret."""
+        """Store the secret first, then the record: a record never points at a missing secret.
+
+        Registering an app that is already registered replaces its secret and the registration's own fields
+        (kind, life-account binding, mode, third-party flag, seller id when given) and keeps its settings.
+        """
         if self._secrets is None:
             raise RuntimeError("AppRegistry needs a Secrets Manager client to register apps")
         if record.life_account and record.kind != "mini":
@@ -114,7 +137,9 @@ class AppRegistry:
             self._secrets.create_secret(Name=record.secret_name, SecretString=body)
         except self._secrets.exceptions.ResourceExistsException:
             self._secrets.put_secret_value(SecretId=record.secret_name, SecretString=body)
-        stamped = record.model_copy(update={"created_at": record.created_at or datetime.now(UTC).isoformat()})
+        existing = self.get(record.app_id)
+        merged = _reregistered(existing, record) if existing is not None else record
+        stamped = merged.model_copy(update={"created_at": merged.created_at or datetime.now(UTC).isoformat()})
         self._ddb.put_item(TableName=self._table, Item=_to_item(stamped))
         return stamped
 
