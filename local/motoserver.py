@@ -127,6 +127,13 @@ class MotoServer:
         assert self._endpoint is not None
         return self._endpoint
 
+    def wrap_app(self, middleware: Callable[[Any], Any]) -> None:
+        """Put a WSGI middleware in front of the running server (local/moto_faults.py: injected throttling)."""
+        inner = getattr(self._server, "_server", None)
+        if inner is None:
+            raise RuntimeError("moto server not started")
+        inner.app = middleware(inner.app)
+
     @property
     def endpoint_url(self) -> str:
         if self._endpoint is None:
