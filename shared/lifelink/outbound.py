@@ -45,6 +45,7 @@ from lifelink.alipay.errors import (
     KeyMismatchError,
     ResponseFormatError,
     SignatureError,
+    redact_sub_msg,
 )
 from lifelink.alipay.openapi import AsyncAlipayClient, OpenApiConfig
 from lifelink.alipay.transport import AsyncPost
@@ -475,12 +476,13 @@ class OutboundGateway:
     ) -> RecordOutcome:
         send_at = self._clock()
         call = build_call(job, link_tagger(job, key, send_at), send_at)
-        status, reason, sub_code, retryable, ref = Status.sent, None, None, None, None
+        status, reason, sub_code, retryable, ref, sub_msg = Status.sent, None, None, None, None, None
         try:
             answer = await client.execute(call.method, call.biz_content)
             ref = _alipay_ref(answer)
         except AlipayApiError as exc:
             status, reason, sub_code, retryable = Status.failed, exc.code or "unknown_code", exc.sub_code, exc.retryable
+            sub_msg = redact_sub_msg(exc.sub_msg)
         except AlipayTransportError as exc:
             timed_out = isinstance(exc.__cause__, httpx.TimeoutException)
             status, retryable = Status.failed, exc.retryable
@@ -492,7 +494,7 @@ class OutboundGateway:
             status, reason, retryable = Status.failed, R_INTERNAL, False
         # The crash window ends in _settle_send's ledger write.
         entry = await asyncio.to_thread(
-            self._settle_send, job, owner, status, reason, sub_code, retryable, ref, attempts, state, granted
+            self._settle_send, job, owner, status, reason, (sub_code, sub_msg), retryable, ref, attempts, state, granted
         )
         if entry is None:  # our lease was taken over (it expired): whoever holds it now reports
             self._log.warning("lease lost before finish", extra={"ledger_key_hash": hash_id(job.ledger_key)})
@@ -506,6 +508,7 @@ class OutboundGateway:
                 "channel": job.channel.value,
                 "reason": reason,
                 "sub_code": sub_code,
+                "sub_msg": sub_msg,
                 "attempts": attempts,
                 "user": hash_id(job.recipient.key),
                 "app_id": job.app_id,
@@ -521,7 +524,7 @@ class OutboundGateway:
         owner: str,
         status: Status,
         reason: str | None,
-        sub_code: str | None,
+        sub: tuple[str | None, str | None],
         retryable: bool | None,
         ref: str | None,
         attempts: int,
@@ -540,7 +543,8 @@ class OutboundGateway:
             status,
             self._clock(),
             reason=reason,
-            sub_code=sub_code,
+            sub_code=sub[0],
+            sub_msg=sub[1],
             retryable=retryable,
             alipay_ref=ref,
             attempt=attempts,
@@ -625,6 +629,7 @@ class OutboundGateway:
         now: datetime,
         *,
         sub_code: str | None = None,
+        sub_msg: str | None = None,
         retryable: bool | None = None,
         attempts: int = 0,
         hold_until: datetime | None = None,
@@ -644,6 +649,7 @@ class OutboundGateway:
             status=status,
             reason=reason,
             sub_code=sub_code,
+            sub_msg=sub_msg,
             retryable=retryable,
             attempts=attempts,
             hold_until=hold_until,
@@ -667,6 +673,7 @@ class OutboundGateway:
             entry.reason,
             when,
             sub_code=entry.sub_code,
+            sub_msg=entry.sub_msg,
             retryable=entry.retryable if entry.status is Status.failed else None,
             attempts=entry.attempts,
             hold_until=entry.hold_until if entry.status is Status.held else None,

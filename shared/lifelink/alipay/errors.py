@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 SUCCESS_CODE = "10000"
 
 # Sub-code fragments that mean "too often / too busy right now": retrying later can succeed.
@@ -10,6 +12,41 @@ _RETRYABLE_SUB_CODE_MARKERS: tuple[str, ...] = ("FREQUENCY", "LIMIT", "OVER", "B
 # PUB.MSG_SD_OVER_TIME: outside the 48 h custom-send window (only a new interaction reopens it);
 # PUB.MSG_SD_OVER_LIMIT: the user's 100 custom messages of the day are used up.
 _FATAL_SUB_CODES: frozenset[str] = frozenset({"FORM_ID_OVER_TIME", "MSG_SD_OVER_TIME", "MSG_SD_OVER_LIMIT"})
+
+
+# sub_msg as kept and logged: at most this many characters, the start and the end of a longer text.
+SUB_MSG_LIMIT = 512
+_SUB_MSG_HEAD = 320
+_ELLIPSIS = " … "
+# What a sub_msg may quote that must not be kept: for isv.invalid-signature it is the whole string Alipay verified
+# (``app_auth_token=…&biz_content={"to_user_id":"2088…",…}&…``). Tokens and user ids become ``***``.
+_SECRET_PARAM = re.compile(r"((?:^|[&?\s：:,])(?:app_auth_token|auth_token|encrypt_key)=)[^&\s]*")
+_ID_MEMBER = re.compile(
+    r'("(?:[a-z_]*(?:user_id|open_id|union_id|logon_id|token|mobile|phone)[a-z_]*)"\s*:\s*)"(?:[^"\\]|\\.)*"',
+    re.I,
+)
+_ID_PARAM = re.compile(r"((?:^|[&?\s：:,])[a-z_]*(?:user_id|open_id|union_id|logon_id)=)[^&\s]*", re.I)
+_USER_ID = re.compile(r"2088\d{12}")
+_LONG_BASE64 = re.compile(r"[A-Za-z0-9+/]{100,}={0,2}")  # keys, certificates, ciphertext: never kept
+
+
+def redact_sub_msg(sub_msg: str | None, limit: int = SUB_MSG_LIMIT) -> str | None:
+    """Alipay's ``sub_msg`` as it may be kept and logged: tokens, user ids (2088…, open ids, union ids) and long
+    base64 runs (key or certificate material, ciphertext) replaced, then cut to ``limit`` characters keeping the
+    start and the end (the end of a quoted signed string holds charset, method, sign_type and timestamp)."""
+    if not sub_msg:
+        return None
+    text = str(sub_msg)
+    text = _SECRET_PARAM.sub(r"\1***", text)
+    text = _ID_MEMBER.sub(r'\1"***"', text)
+    text = _ID_PARAM.sub(r"\1***", text)
+    text = _USER_ID.sub("2088***", text)
+    text = _LONG_BASE64.sub(lambda m: f"[{len(m.group())} base64 chars]", text)
+    if len(text) > limit:
+        head = min(_SUB_MSG_HEAD, limit // 2 + limit // 8)
+        tail = max(0, limit - head - len(_ELLIPSIS))
+        text = text[:head] + _ELLIPSIS + (text[-tail:] if tail else "")
+    return text
 
 
 class AlipayError(Exception):
@@ -100,8 +137,8 @@ class AlipayApiError(AlipayError):
         self.verified = verified  # False when Alipay sent the error without a signature
         self.response = response or {}
         text = f"{method or 'alipay'}: code={code} msg={msg!r}"
-        if sub_code or sub_msg:
-            text += f" sub_code={sub_code} sub_msg={sub_msg!r}"
+        if sub_code or sub_msg:  # the message may be logged: its sub_msg is redacted (``.sub_msg`` stays raw)
+            text += f" sub_code={sub_code} sub_msg={redact_sub_msg(sub_msg)!r}"
         text += " (retryable)" if self.retryable else " (fatal: retrying will not help)"
         super().__init__(text)
 

@@ -148,6 +148,7 @@ class MessageOutcomeEvent(_Event):
     status: OutcomeStatus
     reason: str | None = None
     sub_code: str | None = None
+    sub_msg: str | None = None  # Alipay's sub_msg, redacted and cut (lifelink.alipay.errors.redact_sub_msg)
     retryable: bool | None = None  # failed only: True when the job goes back to the queue
     attempts: int = 0
     hold_until: datetime | None = None  # held only

@@ -84,6 +84,7 @@ class LedgerEntry:
     status: Status
     reason: str | None = None
     sub_code: str | None = None
+    sub_msg: str | None = None  # Alipay's sub_msg beside sub_code, redacted and cut (lifelink.alipay.errors)
     retryable: bool | None = None
     attempts: int = 0
     lease_owner: str | None = None
@@ -123,6 +124,7 @@ class LedgerEntry:
             "status": self.status.value,
             "reason": self.reason,
             "sub_code": self.sub_code,
+            "sub_msg": self.sub_msg,
             "retryable": self.retryable,
             "attempts": self.attempts,
             "hold_until": _iso(self.hold_until) if self.hold_until else None,
@@ -149,6 +151,7 @@ class LedgerEntry:
             status=Status(v.get("status", "planned")),
             reason=v.get("reason"),
             sub_code=v.get("sub_code"),
+            sub_msg=v.get("sub_msg"),
             retryable=v.get("retryable"),
             attempts=int(v.get("attempts", 0)),
             lease_owner=v.get("lease_owner"),
@@ -267,7 +270,7 @@ class Ledger:
             self._open_values(),
             {"status": "held", "at": _iso(now), "reason": reason, "hold_until": _iso(until)},
             job=job,
-            removes=("sub_code", "retryable"),
+            removes=("sub_code", "sub_msg", "retryable"),
         )
 
     def close(
@@ -286,6 +289,7 @@ class Ledger:
             sets["sub_code"] = sub_code
         else:
             removes.append("sub_code")
+        removes.append("sub_msg")
         return self._update(
             job.ledger_key,
             sets,
@@ -315,7 +319,7 @@ class Ledger:
             values,
             {"status": "sending", "at": _iso(now), "owner": owner},
             job=job,
-            removes=("reason", "sub_code", "retryable", "hold_until"),
+            removes=("reason", "sub_code", "sub_msg", "retryable", "hold_until"),
             add_attempt=True,
         )
         if entry is not None:
@@ -340,16 +344,20 @@ class Ledger:
         *,
         reason: str | None = None,
         sub_code: str | None = None,
+        sub_msg: str | None = None,
         retryable: bool | None = None,
         alipay_ref: str | None = None,
         attempt: int | None = None,
     ) -> LedgerEntry | None:
-        """sending (our lease) -> sent | failed. None when the lease is no longer ours."""
+        """sending (our lease) -> sent | failed. None when the lease is no longer ours.
+
+        ``sub_msg`` is kept as given: pass it through ``lifelink.alipay.errors.redact_sub_msg`` first."""
         if status not in (Status.sent, Status.failed):
             raise ValueError("finish() records sent or failed")
         sets: dict[str, Any] = {"status": status.value, "updated_at": _iso(now), "lease_until": 0}
         removes: list[str] = []
-        for name, value in (("reason", reason), ("sub_code", sub_code), ("alipay_ref", alipay_ref)):
+        named = (("reason", reason), ("sub_code", sub_code), ("sub_msg", sub_msg), ("alipay_ref", alipay_ref))
+        for name, value in named:
             if value is None:
                 removes.append(name)
             else:
@@ -368,6 +376,7 @@ class Ledger:
                 "at": _iso(now),
                 "reason": reason,
                 "sub_code": sub_code,
+                "sub_msg": sub_msg,
                 "retryable": retryable if status is Status.failed else None,
                 "attempt": attempt,
             },
