@@ -342,12 +342,13 @@ class OutboundGateway:
         secret = self._secrets(app.secret_name)
         gateway_url = app.gateway_url or self._default_gateway_url
         fingerprint = hashlib.sha256(
-            (gateway_url + "\x1f" + json.dumps(dict(secret), sort_keys=True)).encode()
+            f"{gateway_url}\x1f{app.mode}\x1f{app.third_party}\x1f{json.dumps(dict(secret), sort_keys=True)}".encode()
         ).hexdigest()
         cached = self._clients.get(app.app_id)
         if cached and cached[0] == fingerprint:
             return cached[1]
-        config = OpenApiConfig.from_secret(app.app_id, secret, gateway_url)
+        # certificate mode (SNs on each request) when the secret holds certificates; third-party: app_auth_token
+        config = OpenApiConfig.from_secret(app.app_id, secret, gateway_url, mode=app.mode, third_party=app.third_party)
         client = AsyncAlipayClient(config, http=self._http)
         self._clients[app.app_id] = (fingerprint, client)
         return client

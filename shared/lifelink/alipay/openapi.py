@@ -21,6 +21,8 @@ from .aes import aes_decrypt, aes_encrypt
 from .errors import (
     SUCCESS_CODE,
     AlipayTransportError,
+    KeyFormatError,
+    KeyMismatchError,
     ResponseFormatError,
     SignatureError,
     api_error,
@@ -73,15 +75,50 @@ class OpenApiConfig:
     timeout: float = 15.0
 
     @classmethod
-    def from_secret(cls, app_id: str, secret: Mapping[str, Any], gateway_url: str, **kw: Any) -> OpenApiConfig:
-        """Build from the app secret JSON ({app_private_key, alipay_public_key, app_auth_token?,
-        encrypt_key?}); keys in any Alipay format. Raises KeyMismatchError for swapped keys."""
-        private = load_private_key(secret["app_private_key"])
-        public = load_public_key(secret["alipay_public_key"])
-        check_alipay_public_key(public, private)
-        kw.setdefault("app_auth_token", secret.get("app_auth_token") or None)
+    def from_secret(
+        cls,
+        app_id: str,
+        secret: Mapping[str, Any],
+        gateway_url: str,
+        *,
+        mode: str | None = None,
+        third_party: bool = False,
+        **kw: Any,
+    ) -> OpenApiConfig:
+        """Build from the app secret JSON; keys and certificates in any Alipay format.
+
+        Public-key mode: ``{app_private_key, alipay_public_key, app_auth_token?, encrypt_key?}``. Certificate mode
+        when the secret holds certificates (``app_cert``, ``alipay_root_cert`` and ``alipay_cert``, PEM; Alipay's
+        certificate may instead be what ``alipay_public_key`` holds): requests carry ``app_cert_sn`` and
+        ``alipay_root_cert_sn``, responses are verified with the key of the certificate their ``alipay_cert_sn``
+        names. ``mode="cert"`` (the app record's mode) makes missing certificates an error rather than a request
+        Alipay refuses; ``third_party`` likewise a missing ``app_auth_token``, which otherwise goes on every request
+        when present. Raises KeyFormatError for missing or unreadable material, KeyMismatchError for swapped keys
+        or an app certificate that is not the app private key's."""
+        token = secret.get("app_auth_token") or None
+        if third_party and not token:
+            raise KeyFormatError("third-party app: its secret has no app_auth_token (give apps add --app-auth-token)")
+        kw.setdefault("app_auth_token", token)
         kw.setdefault("encrypt_key", secret.get("encrypt_key") or None)
-        return cls(app_id=app_id, app_private_key=private, alipay_public_key=public, gateway_url=gateway_url, **kw)
+        certs = secret_certificates(secret)
+        if certs is None and mode != "cert":
+            private = load_private_key(secret["app_private_key"])
+            public = load_public_key(secret["alipay_public_key"])
+            check_alipay_public_key(public, private)
+            return cls(app_id=app_id, app_private_key=private, alipay_public_key=public, gateway_url=gateway_url, **kw)
+        if certs is None:
+            missing = [name for name in CERT_FIELDS if not secret.get(name)]
+            raise KeyFormatError(f"certificate mode: the secret has no {', '.join(missing)}")
+        app_cert, alipay_cert, root_cert = certs
+        from .certs import public_key_from_cert
+
+        private = load_private_key(secret["app_private_key"])
+        if public_key_from_cert(app_cert).public_numbers() != private.public_key().public_numbers():
+            raise KeyMismatchError(
+                "app_cert does not hold the app private key's public key (another app's appCertPublicKey_<app_id>.crt,"
+                " or the certificate of an older key)"
+            )
+        return cls.from_certificates(app_id, private, app_cert, alipay_cert, root_cert, gateway_url, **kw)
 
     @classmethod
     def from_certificates(
@@ -110,6 +147,29 @@ class OpenApiConfig:
             alipay_public_keys_by_sn=MappingProxyType({cert_sn(alipay_cert_pem): alipay_key}),
             **kw,
         )
+
+
+# Certificate mode's fields in the app secret (PEM): appCertPublicKey_<app_id>.crt, alipayCertPublicKey_RSA2.crt,
+# alipayRootCert.crt.
+CERT_FIELDS: tuple[str, ...] = ("app_cert", "alipay_cert", "alipay_root_cert")
+
+
+def secret_certificates(secret: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(app_cert, alipay_cert, alipay_root_cert) when the secret is set up for certificate mode, else None.
+
+    Alipay's certificate is ``alipay_cert``, or ``alipay_public_key`` when that holds a certificate. Some but not
+    all certificates is an error (KeyFormatError) naming what is missing."""
+    app_cert = str(secret.get("app_cert") or "")
+    root_cert = str(secret.get("alipay_root_cert") or "")
+    alipay_cert = str(secret.get("alipay_cert") or "")
+    if not alipay_cert and "BEGIN CERTIFICATE" in str(secret.get("alipay_public_key") or ""):
+        alipay_cert = str(secret["alipay_public_key"])
+    if not app_cert and not root_cert and not secret.get("alipay_cert"):
+        return None
+    missing = [name for name, value in zip(CERT_FIELDS, (app_cert, alipay_cert, root_cert), strict=True) if not value]
+    if missing:
+        raise KeyFormatError(f"certificate mode: the secret has no {', '.join(missing)}")
+    return app_cert, alipay_cert, root_cert
 
 
 @dataclass
