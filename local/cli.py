@@ -2,6 +2,7 @@
 
     lifelink [--local] apps add --app-id ID --kind life|mini --alipay-public-key KEY --app-private-key KEY
                                 [--life-account LIFE_APP_ID] [--app-auth-token TOKEN] [--seller-id PID]
+                                [--app-cert CRT --alipay-cert CRT --alipay-root-cert CRT]  (certificate mode)
     lifelink [--local] apps list
     lifelink [--local] apps configure --app-id ID [--policy JSON|FILE] [--welcome JSON|FILE|none]
                                       [--gateway-url URL|none] [--template ID ...|--template none]
@@ -101,20 +102,27 @@ def registry(args: argparse.Namespace) -> tuple[AppRegistry, str]:
 
 
 def apps_add(args: argparse.Namespace) -> dict[str, Any]:
+    from lifelink.alipay.openapi import OpenApiConfig
+
+    certs = {k: read_key(v) for k, v in (("app_cert", args.app_cert), ("alipay_cert", args.alipay_cert),
+                                         ("alipay_root_cert", args.alipay_root_cert)) if v}
+    if not args.alipay_public_key and not certs.get("alipay_cert"):
+        raise CliError("give --alipay-public-key (public-key mode) or the three certificates (certificate mode)")
     private_text = read_key(args.app_private_key)
-    alipay_text = read_key(args.alipay_public_key)
+    alipay_text = read_key(args.alipay_public_key) if args.alipay_public_key else certs["alipay_cert"]
+    secret = {"app_private_key": private_text, "alipay_public_key": alipay_text,
+              "app_auth_token": args.app_auth_token or "", **certs}
     try:
         keys = AppKeys.from_texts(private_text, alipay_text)
+        mode = "cert" if certs else "key"
+        config = OpenApiConfig.from_secret(args.app_id, secret, "https://unused.invalid", mode=mode)
+        if certs and config.alipay_public_key.public_numbers() != keys.alipay_public_key.public_numbers():
+            raise KeyMismatchError("--alipay-public-key and --alipay-cert hold different keys")
     except KeyMismatchError as exc:
         raise CliError(str(exc)) from exc
     except KeyFormatError as exc:
         raise CliError(f"cannot read a key: {exc}") from exc
     reg, prefix = registry(args)
-    secret = {
-        "app_private_key": private_text,
-        "alipay_public_key": alipay_text,
-        "app_auth_token": args.app_auth_token or "",
-    }
     record = AppRecord(
         app_id=args.app_id,
         kind=args.kind,
@@ -122,12 +130,14 @@ def apps_add(args: argparse.Namespace) -> dict[str, Any]:
         life_account=args.life_account,
         seller_id=args.seller_id,
         third_party=bool(args.app_auth_token),
+        mode=mode,
     )
     try:
         stored = reg.register(record, secret)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
-    return {**stored.model_dump(exclude_none=True), "app_public_key": keys.app_public_key_one_line}
+    sns = {"app_cert_sn": config.app_cert_sn, "alipay_root_cert_sn": config.alipay_root_cert_sn} if certs else {}
+    return {**stored.model_dump(exclude_none=True), "app_public_key": keys.app_public_key_one_line, **sns}
 
 
 def _json_arg(value: str, what: str) -> dict[str, Any] | None:
@@ -587,11 +597,14 @@ def _parser() -> argparse.ArgumentParser:
     add = apps.add_parser("add", help="register an app (keys go to Secrets Manager)")
     add.add_argument("--app-id", required=True)
     add.add_argument("--kind", required=True, choices=["life", "mini"])
-    add.add_argument("--alipay-public-key", required=True, help="Alipay's public key: file path or text")
+    add.add_argument("--alipay-public-key", help="Alipay's public key: file path or text (or give --alipay-cert)")
     add.add_argument("--app-private-key", required=True, help="the app private key: file path or text")
     add.add_argument("--life-account", help="mini programs: the life account it is bound to")
     add.add_argument("--app-auth-token", help="third-party mode: the merchant's app_auth_token")
     add.add_argument("--seller-id", help="trade notifications must name this seller (2088… PID)")
+    add.add_argument("--app-cert", help="certificate mode: appCertPublicKey_<app_id>.crt (file or PEM text)")
+    add.add_argument("--alipay-cert", help="certificate mode: alipayCertPublicKey_RSA2.crt (file or PEM text)")
+    add.add_argument("--alipay-root-cert", help="certificate mode: alipayRootCert.crt (file or PEM text)")
     add.set_defaults(run=apps_add)
     conf = apps.add_parser("configure", help="message policy, welcome message, gateway URL of an app")
     conf.add_argument("--app-id", required=True)
