@@ -2,7 +2,9 @@
 keep the audience facts the message gateway relies on, and welcome new followers.
 
 Every step is idempotent and order-insensitive: facts move only forward in event time, and the welcome
-job's ledger key (app, "welcome", "-", user, life_template) makes the gateway send it at most once.
+job's ledger key (app, "welcome", "-", user, life_template) makes the gateway send it at most once. A
+redelivered follow that is still the fact on record queues its welcome job again: the consumer may have died
+after recording the follow and before queueing the job.
 """
 
 from __future__ import annotations
@@ -53,12 +55,19 @@ class Reactions:
         if event.type == "follow":
             changed = self._audience.set_following(event.app_id, user, True, event.occurred_at)
             self._audience.touch(event.app_id, user, event.occurred_at)
-            if changed:
+            if changed or self._follow_recorded(event.app_id, user, event.occurred_at):
                 self._welcome(event, user)
         elif event.type == "unfollow":
             self._audience.set_following(event.app_id, user, False, event.occurred_at)
         elif event.type in INTERACTIONS:
             self._audience.touch(event.app_id, user, event.occurred_at)
+
+    def _follow_recorded(self, app_id: str, user: str, at: datetime) -> bool:
+        """This very follow is the fact on record: a redelivery after a consumer died between recording it and
+        queueing the welcome. The welcome is queued again (its ledger key lets the gateway send it once)."""
+        facts = self._audience.facts(app_id, user)
+        return (facts.following is True and facts.follow_changed_at is not None
+                and abs(facts.follow_changed_at - at) < timedelta(milliseconds=1))
 
     def _welcome(self, event: DomainEvent, user: str) -> None:
         app = self._registry.get(event.app_id)

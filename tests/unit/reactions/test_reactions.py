@@ -58,11 +58,29 @@ def test_a_new_follower_gets_exactly_the_configured_welcome_job(world):
     assert facts.following is True and facts.last_interaction_at == NOW - timedelta(minutes=1)
 
 
-def test_a_redelivered_follow_changes_nothing_and_queues_nothing_more(world):
-    reactions, _, jobs = world
+def test_a_redelivered_follow_queues_the_same_welcome_job_again(world):
+    reactions, audience, jobs = world
     follow = ev(FollowEvent, NOW - timedelta(minutes=1))
     reactions.handle(follow)
     reactions.handle(follow)
+    assert len(jobs.jobs) == 2 and jobs.jobs[0].ledger_key == jobs.jobs[1].ledger_key  # the gateway sends it once
+    assert audience.facts(LIFE, "2088000000000001").follow_changed_at == NOW - timedelta(minutes=1)
+
+
+def test_a_consumer_killed_after_recording_the_follow_still_welcomes_on_redelivery(world):
+    reactions, audience, jobs = world
+    follow = ev(FollowEvent, NOW - timedelta(minutes=1))
+    audience.set_following(LIFE, "2088000000000001", True, follow.occurred_at)  # the write before the crash
+    reactions.handle(follow)  # SQS redelivers the event
+    (job,) = jobs.jobs
+    assert job.ledger_key == f"{LIFE}|welcome|-|2088000000000001|life_template"
+
+
+def test_a_follow_older_than_the_fact_on_record_queues_nothing(world):
+    reactions, _, jobs = world
+    reactions.handle(ev(FollowEvent, NOW - timedelta(minutes=1)))
+    reactions.handle(ev(UnfollowEvent, NOW - timedelta(seconds=30)))
+    reactions.handle(ev(FollowEvent, NOW - timedelta(minutes=1)))  # the first follow redelivered after the unfollow
     assert len(jobs.jobs) == 1
 
 
