@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
@@ -97,3 +98,69 @@ def beijing_timestamp(now: datetime | None = None) -> str:
 
 def parse_beijing_timestamp(text: str) -> datetime:
     return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=BEIJING)
+
+
+# ---- certificate mode: SNs as Alipay's gateway computes them (written apart from lifelink.alipay.certs) ---------
+
+_SHORT_NAMES = {
+    "2.5.4.3": "CN",
+    "2.5.4.11": "OU",
+    "2.5.4.10": "O",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "1.2.840.113549.1.9.1": "EMAILADDRESS",
+}
+_RSA_SIGNATURES = "1.2.840.113549.1.1."
+
+
+def _certificates(pem: str | bytes) -> list[bytes]:
+    text = pem.decode("ascii", "replace") if isinstance(pem, bytes) else pem
+    blocks: list[bytes] = []
+    for part in text.split("-----BEGIN CERTIFICATE-----")[1:]:
+        body = part.split("-----END CERTIFICATE-----", 1)[0]
+        blocks.append(base64.b64decode("".join(body.split())))
+    if not blocks:
+        raise ValueError("no PEM certificate")
+    return blocks
+
+
+def _issuer_sn(der: bytes) -> str:
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(der)
+    # Java's X500Principal.getName(): the RDNs from last to first, "CN=…,OU=…,O=…,C=…"
+    parts = [
+        "+".join(f"{_SHORT_NAMES.get(a.oid.dotted_string, a.oid.dotted_string)}={a.value}" for a in rdn)
+        for rdn in reversed(cert.issuer.rdns)
+    ]
+    return hashlib.md5((",".join(parts) + str(cert.serial_number)).encode(), usedforsecurity=False).hexdigest()
+
+
+def certificate_sn(pem: str | bytes) -> str:
+    """SN of the first certificate: md5 hex of the reversed issuer DN followed by the serial in decimal."""
+    return _issuer_sn(_certificates(pem)[0])
+
+
+def root_certificate_sn(bundle: str | bytes) -> str:
+    """The RSA-signed certificates' SNs in the bundle, in file order, joined with '_' (others are skipped)."""
+    from cryptography import x509
+
+    sns: list[str] = []
+    for der in _certificates(bundle):
+        try:
+            oid = x509.load_der_x509_certificate(der).signature_algorithm_oid.dotted_string
+        except ValueError:  # e.g. an SM2 root this library cannot read: not RSA either
+            continue
+        if oid.startswith(_RSA_SIGNATURES):
+            sns.append(_issuer_sn(der))
+    return "_".join(sns)
+
+
+def certificate_key(pem: str | bytes) -> rsa.RSAPublicKey:
+    from cryptography import x509
+
+    key = x509.load_der_x509_certificate(_certificates(pem)[0]).public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("not an RSA certificate")
+    return key

@@ -8,6 +8,14 @@ whose sub_msg quotes the string the gateway verified), then the method (isv.inva
 answer ``error_response``; business errors (``BusinessError`` raised by a method) answer 40004 inside the
 method's node. Every answer is signed with the simulator's Alipay private key over the exact node text.
 
+Certificate mode (``set_certificates`` gives the simulator an Alipay certificate and a root bundle; an app
+registered with ``app_cert`` is in certificate mode): after the timestamp, a request must carry the SN of the
+app's registered certificate in ``app_cert_sn`` (missing: 40002 ``isv.missing-app-cert-sn``; another SN: 40002
+``isv.app-cert-not-exist``, the codes Alipay answers other SDKs' users) and the root bundle's SN in
+``alipay_root_cert_sn`` (missing or another: 40002 ``isv.invalid-signature``, fatal like every 40002; ALIPAY.md
+names no finer code). The signature is verified with the certificate's key, and every answer to the app carries
+``alipay_cert_sn``, the SN of the certificate whose key signed it. SNs are computed by ``sim_crypto``.
+
 Adding a method is one function: ``register_method("alipay.x.y", fn)`` with ``fn(app_id, biz) -> dict``.
 The outbound methods (messages, coupons, cards) live in ``sim_methods`` (``self.outbound``); fault injection
 (latency, 20000, rate errors, timeouts, fatal errors) in ``sim_faults`` (``self.faults``): after the checks
@@ -66,6 +74,9 @@ class ApiCall:
     sub_code: str | None = None
     fault: str | None = None  # the injected fault, if any
     executed: bool | None = None  # with a fault: whether the method still ran (delivered)
+    app_cert_sn: str | None = None  # certificate mode's SNs and third-party mode's token, as the request sent them
+    alipay_root_cert_sn: str | None = None
+    app_auth_token: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +87,7 @@ class SimApp:
     app_id: str
     public_key: rsa.RSAPublicKey
     public_key_text: str
+    cert_sn: str | None = None  # certificate mode: the SN of the app's registered certificate
 
 
 @dataclass
@@ -109,12 +121,35 @@ class OpenApiSimulator:
         for method, fn in self.outbound.methods().items():
             self.register_method(method, fn)
         self.faults = FaultInjector(OUTBOUND_METHODS)
+        self.alipay_cert_sn: str | None = None
+        self.root_cert_sn: str | None = None
 
     # -- registries -------------------------------------------------------------------------------------
-    def register_app(self, app_id: str, app_public_key: str) -> None:
-        key = sim_crypto.load_public(app_public_key)
+    def set_certificates(self, alipay_cert_pem: str, root_cert_pem: str) -> None:
+        """Certificate mode: Alipay's certificate (of the key this simulator signs with) and the root bundle."""
+        key = sim_crypto.certificate_key(alipay_cert_pem)
+        if key.public_numbers() != self.alipay_private_key.public_key().public_numbers():
+            raise ValueError("the Alipay certificate does not hold the simulator's Alipay key")
+        root_sn = sim_crypto.root_certificate_sn(root_cert_pem)
+        if not root_sn:
+            raise ValueError("the root bundle holds no RSA certificate")
         with self._lock:
-            self.apps[app_id] = SimApp(app_id, key, app_public_key)
+            self.alipay_cert_sn = sim_crypto.certificate_sn(alipay_cert_pem)
+            self.root_cert_sn = root_sn
+
+    def register_app(self, app_id: str, app_public_key: str | None = None, *, app_cert: str | None = None) -> None:
+        """An app in public-key mode (its public key), or in certificate mode (its public-key certificate)."""
+        if app_cert is not None:
+            if self.root_cert_sn is None:
+                raise ValueError("certificate mode: set_certificates() first")
+            key = sim_crypto.certificate_key(app_cert)
+            app = SimApp(app_id, key, sim_crypto.public_one_line(key), sim_crypto.certificate_sn(app_cert))
+        elif app_public_key is not None:
+            app = SimApp(app_id, sim_crypto.load_public(app_public_key), app_public_key)
+        else:
+            raise ValueError("give the app's public key or its certificate")
+        with self._lock:
+            self.apps[app_id] = app
 
     def register_method(self, method: str, fn: MethodFn) -> None:
         with self._lock:
@@ -169,21 +204,47 @@ class OpenApiSimulator:
                     sub,
                     None if fault is None else fault.value,
                     executed,
+                    params.get("app_cert_sn"),
+                    params.get("alipay_root_cert_sn"),
+                    params.get("app_auth_token"),
                 )
             )
 
-    def _answer(self, node_name: str, payload: dict[str, Any], charset: str) -> GatewayAnswer:
+    def _answer(self, node_name: str, payload: dict[str, Any], charset: str, cert: bool = False) -> GatewayAnswer:
         node_text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         sign = sim_crypto.rsa2_sign(node_text, self.alipay_private_key, charset)
-        text = "{" + json.dumps(node_name) + ":" + node_text + ',"sign":' + json.dumps(sign) + "}"
+        text = "{" + json.dumps(node_name) + ":" + node_text + ',"sign":' + json.dumps(sign)
+        if cert and self.alipay_cert_sn:
+            text += ',"alipay_cert_sn":' + json.dumps(self.alipay_cert_sn)
+        text += "}"
         return GatewayAnswer(200, text.encode(charset), f"text/html;charset={charset}", node_name, payload)
 
     def _error(
-        self, params: dict[str, str], charset: str, code: str, msg: str, sub_code: str, sub_msg: str
+        self,
+        params: dict[str, str],
+        charset: str,
+        code: str,
+        msg: str,
+        sub_code: str,
+        sub_msg: str,
+        cert: bool = False,
     ) -> GatewayAnswer:
         self._record(params, None, code, sub_code)
         payload = {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg}
-        return self._answer("error_response", payload, charset)
+        return self._answer("error_response", payload, charset, cert)
+
+    def _certificate_error(self, app: SimApp, params: dict[str, str], charset: str) -> GatewayAnswer | None:
+        """Certificate mode's checks of app_cert_sn and alipay_root_cert_sn (None when both are right)."""
+        bad = "40002", "Invalid Arguments"
+        app_sn = params.get("app_cert_sn")
+        if not app_sn:
+            return self._error(params, charset, *bad, "isv.missing-app-cert-sn", "缺少应用公钥证书序列号", True)
+        if app_sn != app.cert_sn:
+            return self._error(params, charset, *bad, "isv.app-cert-not-exist", "应用公钥证书不存在", True)
+        if params.get("alipay_root_cert_sn") != self.root_cert_sn:
+            sub_msg = "支付宝根证书序列号不匹配 alipay_root_cert_sn=" + (params.get("alipay_root_cert_sn") or "")
+            return self._error(params, charset, *bad, "isv.invalid-signature", sub_msg, True)
+        return None
 
     @staticmethod
     def _charset_of(query: bytes) -> str:
@@ -237,6 +298,11 @@ class OpenApiSimulator:
             return self._error(
                 params, charset, "40002", "Invalid Arguments", "isv.invalid-timestamp", "非法的时间戳参数"
             )
+        cert = app.cert_sn is not None
+        if cert:
+            refused = self._certificate_error(app, params, charset)
+            if refused is not None:
+                return refused
         signed = sim_crypto.canonical(params, exclude=("sign",))
         if not sim_crypto.rsa2_verify(signed, params["sign"], app.public_key, charset):
             return self._error(
@@ -246,11 +312,14 @@ class OpenApiSimulator:
                 "Invalid Arguments",
                 "isv.invalid-signature",
                 SIGN_ERROR_PREFIX + signed,
+                cert,
             )
         method = params["method"]
         fn = self.methods.get(method)
         if fn is None:
-            return self._error(params, charset, "40002", "Invalid Arguments", "isv.invalid-method", "不存在的方法名")
+            return self._error(
+                params, charset, "40002", "Invalid Arguments", "isv.invalid-method", "不存在的方法名", cert
+            )
         biz: dict[str, Any] = {}
         if params.get("biz_content"):
             try:
@@ -265,6 +334,7 @@ class OpenApiSimulator:
                     "Invalid Arguments",
                     "isv.invalid-parameter",
                     "biz_content 不是合法的JSON",
+                    cert,
                 )
             biz = loaded
         node = node_name_for(method)
@@ -274,8 +344,8 @@ class OpenApiSimulator:
         if decision.fault is None:
             payload = self._run(fn, params, biz)
             self._record(params, biz, payload["code"], payload.get("sub_code"))
-            return self._answer(node, payload, charset)
-        return self._faulty(decision, fn, params, biz, node, charset)
+            return self._answer(node, payload, charset, cert)
+        return self._faulty(decision, fn, params, biz, node, charset, cert)
 
     @staticmethod
     def _run(fn: MethodFn, params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
@@ -301,6 +371,7 @@ class OpenApiSimulator:
         biz: dict[str, Any],
         node: str,
         charset: str,
+        cert: bool = False,
     ) -> GatewayAnswer:
         injected = {
             "code": decision.code,
@@ -314,6 +385,6 @@ class OpenApiSimulator:
             payload = executed if executed is not None else injected
             self._record(params, biz, str(payload["code"]), payload.get("sub_code"), decision.fault, decision.execute)
             self.faults.sleep(decision.sleep_after_s)
-            return self._answer(node, payload, charset)
+            return self._answer(node, payload, charset, cert)
         self._record(params, biz, str(decision.code), decision.sub_code, decision.fault, decision.execute)
-        return self._answer(node, injected, charset)
+        return self._answer(node, injected, charset, cert)
