@@ -109,3 +109,44 @@ def test_a_refused_re_add_changes_nothing(
     assert _secret(LIFE) == before
     record = AppRegistry(boto3.client("dynamodb"), table).get(LIFE)
     assert record is not None and record.templates == ["TPL-1"]
+
+
+def test_certificate_mode_stores_the_certificates_and_a_re_add_with_keys_switches_back(
+    table: str, tmp_path: Path, app_keys: KeyPair, alipay_keys: KeyPair, other_keys: KeyPair,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lifelink_local import sim_crypto
+    from tests.pki import make_pki
+
+    pki = make_pki(app_keys.private, alipay_keys.private)
+    files = {"app.crt": pki.app_cert, "alipay.crt": pki.alipay_cert, "root.crt": pki.root_bundle,
+             "app.key": app_keys.private_pem}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    cert_args = ["--app-cert", str(tmp_path / "app.crt"), "--alipay-cert", str(tmp_path / "alipay.crt"),
+                 "--alipay-root-cert", str(tmp_path / "root.crt")]
+    capsys.readouterr()
+    assert _cli(table, "--json", "apps", "add", "--app-id", LIFE, "--kind", "life",
+                "--app-private-key", str(tmp_path / "app.key"), *cert_args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["mode"] == "cert"
+    assert printed["app_cert_sn"] == sim_crypto.certificate_sn(pki.app_cert)
+    assert printed["alipay_root_cert_sn"] == sim_crypto.root_certificate_sn(pki.root_bundle)
+    secret = _secret(LIFE)
+    assert (secret["app_cert"], secret["alipay_cert"], secret["alipay_root_cert"]) == (
+        pki.app_cert.strip(), pki.alipay_cert.strip(), pki.root_bundle.strip())
+    assert secret["alipay_public_key"] == pki.alipay_cert.strip()  # the webhook verifies callbacks with it
+    assert _cli(table, "apps", "configure", "--app-id", LIFE, "--template", "TPL-1") == 0
+
+    # an app certificate that is not the app key's: refused, nothing changes
+    (tmp_path / "other.crt").write_text(make_pki(other_keys.private, alipay_keys.private).app_cert)
+    refused = ["--app-cert", str(tmp_path / "other.crt"), *cert_args[2:]]
+    assert _cli(table, "apps", "add", "--app-id", LIFE, "--kind", "life",
+                "--app-private-key", str(tmp_path / "app.key"), *refused) == 2
+    assert "app_cert" in capsys.readouterr().err
+    assert _secret(LIFE) == secret
+
+    assert _add(table, tmp_path, LIFE, "life", app_keys, alipay_keys) == 0  # back to public-key mode
+    record = AppRegistry(boto3.client("dynamodb"), table).get(LIFE)
+    assert record is not None and record.mode == "key" and record.templates == ["TPL-1"]
+    assert "app_cert" not in _secret(LIFE)
