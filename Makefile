@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run test lint unit integration template-check fault-test build deploy bench clean
+.PHONY: help venv run test lint unit integration openapi template-check fault-test build deploy bench clean
 
 help:
 	@echo "make run    start the whole system locally (moto, HTTP front, pollers, Alipay simulator)"
@@ -34,6 +34,10 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+# The internal API's OpenAPI document (docs/openapi.json) and docs/api.md's reference table, from the routes.
+openapi: $(STAMP)
+	$(BIN)/python -m lifelink_local.openapi
 
 template-check: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest tests/template

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from lifelink.api.errors import ApiError, field_error
+from lifelink.api.models import ErrorBody
 from lifelink.privacy import hash_id
 
 if TYPE_CHECKING:
@@ -24,6 +25,21 @@ if TYPE_CHECKING:
     from lifelink.api.resolver import ApiDeps
 
 DEFAULT_RANGE_DAYS = 30
+
+
+def _answers(ok: str, not_found: str, invalid: bool = True) -> dict[int, Any]:
+    """The documented answers: a JSON object, or the ``ErrorBody`` of a refusal (422: invalid parameters)."""
+    def error(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"model": ErrorBody}}}
+
+    answers = {
+        200: {"description": ok, "content": {"application/json": {"schema": {"type": "object"}}}},
+        404: error(not_found),
+        503: error("The metrics tables are not configured"),
+    }
+    if invalid:
+        answers[422] = error("Invalid parameters")
+    return answers
 
 
 def _tables() -> tuple[str, str]:
@@ -68,6 +84,7 @@ def register(app: APIGatewayHttpResolver, deps: Callable[[], ApiDeps],
             "(Asia/Shanghai unless configured). `by=day` gives a point per day (and page, article or campaign); "
             "`by=total` sums them over the range."
         ),
+        responses=_answers("The metric's points", "No such app, or (uplift) no such campaign for it"),
         tags=["metrics"],
     )
     def get_metrics(
@@ -126,6 +143,7 @@ def register(app: APIGatewayHttpResolver, deps: Callable[[], ApiDeps],
             "campaign jumps and sends, and tags with their evidence and expiry. `user` is the open_id or user_id "
             "as the app knows it; a mini program's users are looked up in its life account's group."
         ),
+        responses=_answers("The profile", "No such app, or no profile for this user", invalid=False),
         tags=["metrics"],
     )
     def get_profile(app: str, user: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server, ServerVariable
 from aws_lambda_powertools.logging import Logger
 
 from lifelink.api import (
@@ -85,6 +85,12 @@ def build_resolver(deps: Callable[[], ApiDeps]) -> APIGatewayHttpResolver:
     def _invalid(exc: RequestValidationError) -> Response:
         return error_response(422, clean_errors(exc.errors()))
 
+    @app.exception_handler(UnicodeDecodeError)
+    def _not_text(_: UnicodeDecodeError) -> Response:
+        # Powertools decodes a route's JSON body as UTF-8 before validating it: bytes that are not UTF-8 text
+        # are an invalid body (422), not a server error.
+        return error_response(422, [field_error(("body",), "the body is not UTF-8 text", "json_invalid")])
+
     @app.exception_handler(ApiError)
     def _refused(exc: ApiError) -> Response:
         return error_response(exc.status, exc.errors)
@@ -135,7 +141,7 @@ def openapi_spec(server_url: str = "https://{api-id}.execute-api.{region}.amazon
             "Internal routes of the lifelink HTTP API. Every request is signed with AWS SigV4 (service "
             "`execute-api`); unsigned requests get 403 from API Gateway before reaching the function."
         ),
-        servers=[Server(url=server_url)],
+        servers=[Server(url=server_url, variables=_server_variables(server_url))],
         security_schemes={
             "sigv4": APIKey(
                 name="Authorization",
@@ -146,6 +152,18 @@ def openapi_spec(server_url: str = "https://{api-id}.execute-api.{region}.amazon
         security=[{"sigv4": []}],
     )
     return _own_error_schema(json.loads(text))
+
+
+_SERVER_VARIABLES = {
+    "api-id": ServerVariable(default="api-id", description="The HttpApi's id (the stack's ApiUrl output)."),
+    "region": ServerVariable(default="us-east-1", description="The region the stack is deployed in."),
+}
+
+
+def _server_variables(url: str) -> dict[str, ServerVariable] | None:
+    """The ``{name}`` templates in ``url``, declared (OpenAPI requires every one to be defined with a default)."""
+    found = {name: _SERVER_VARIABLES[name] for name in _SERVER_VARIABLES if "{" + name + "}" in url}
+    return found or None
 
 
 _POWERTOOLS_ERROR_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
