@@ -6,6 +6,7 @@
     lifelink [--local] apps list
     lifelink [--local] apps configure --app-id ID [--policy JSON|FILE] [--welcome JSON|FILE|none]
                                       [--gateway-url URL|none] [--template ID ...|--template none]
+    lifelink [--local] followers import --app LIFE_APP_ID FILE [--as-of ISO]   (CSV or JSON list of user ids)
     lifelink [--local] dlq show|redrive QUEUE [--max N]       (QUEUE: events)
     lifelink [--local] [--api-url URL] campaign apply -f FILE     (YAML or JSON; - reads stdin)
     lifelink [--local] [--api-url URL] campaign list | status ID | preview ID [--phase P]
@@ -215,6 +216,29 @@ def _templates(values: list[str]) -> list[str] | None:
 def apps_list(args: argparse.Namespace) -> list[dict[str, Any]]:
     reg, _ = registry(args)
     return [r.model_dump(exclude_none=True) for r in reg.list()]
+
+
+def followers_import(args: argparse.Namespace) -> dict[str, Any]:
+    """Followers from before the deployment (a CSV or JSON list of user ids) into the audience store."""
+    from lifelink.store.audience import Audience
+    from lifelink_local.followers_import import file_time, import_followers, parse_user_list
+
+    path = Path(args.file).expanduser()
+    try:
+        parsed = parse_user_list(path.read_text(encoding="utf-8-sig"))
+        as_of = datetime.fromisoformat(args.as_of) if args.as_of else file_time(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: {exc}") from exc
+    if as_of.tzinfo is None:
+        raise CliError("--as-of must carry a timezone (e.g. 2025-01-01T08:00:00+08:00)")
+    reg, _ = registry(args)
+    app = reg.get(args.app)
+    if app is None or app.kind != "life":
+        raise CliError(f"{args.app} is not a registered life account (followers belong to life accounts)")
+    import boto3
+
+    table, _ = _state_table(args)
+    return import_followers(Audience(boto3.client("dynamodb"), table), app.app_id, parsed, as_of).as_dict()
 
 
 def _queue_pair(args: argparse.Namespace) -> Any:
@@ -616,6 +640,12 @@ def _parser() -> argparse.ArgumentParser:
     conf.set_defaults(run=apps_configure)
     ls = apps.add_parser("list", help="list registered apps and bindings")
     ls.set_defaults(run=apps_list)
+    fol = sub.add_parser("followers", help="followers of a life account").add_subparsers(dest="command", required=True)
+    imp = fol.add_parser("import", help="record followers from before the deployment (idempotent)")
+    imp.add_argument("--app", required=True, help="the life account's app id")
+    imp.add_argument("file", help="CSV (first column) or JSON list of user ids / open ids")
+    imp.add_argument("--as-of", help="when the list was taken, ISO 8601 with offset (default: the file's mtime)")
+    imp.set_defaults(run=followers_import)
     dlq = sub.add_parser("dlq", help="dead-letter queues").add_subparsers(dest="command", required=True)
     for verb, fn, text in (("show", dlq_show, "depth and sample messages"),
                            ("redrive", dlq_redrive, "move messages back to the source queue")):
