@@ -2,7 +2,8 @@
 
 Items live in the state table (``pk = APP#<app_id>``, ``sk = APP``). Keys never touch DynamoDB: each
 app has one Secrets Manager secret (``<APP_SECRET_PREFIX><app_id>``) holding JSON
-``{"app_private_key", "alipay_public_key", "app_auth_token"?, "encrypt_key"?}``.
+``{"app_private_key", "alipay_public_key", "app_auth_token"?, "encrypt_key"?}``, plus in certificate mode
+``"app_cert"``, ``"alipay_cert"`` and ``"alipay_root_cert"`` (PEM; ``mode = "cert"`` on the record).
 """
 
 from __future__ import annotations
