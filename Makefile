@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run test lint unit integration openapi template-check fault-test build deploy bench clean
+.PHONY: help venv run test lint unit integration openapi template-check fault-test proof build deploy bench clean
 
 help:
 	@echo "make run    start the whole system locally (moto, HTTP front, pollers, Alipay simulator)"
@@ -52,6 +52,10 @@ LAYER_ARCH := $(if $(filter x86_64,$(ARCH)),x86_64,aarch64)
 
 fault-test: $(STAMP)
 	LIFELINK_FAULT_JOBS=10000 $(BIN)/pytest -s tests/integration/test_outbound_faults.py
+
+# The fault and load proof (docs/proof.md): four scenarios on the local stack, the reconciled table.
+proof: $(STAMP)
+	$(BIN)/python -m lifelink_local.proof --scale full
 
 build: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" LAYER_ARCH=$(LAYER_ARCH) SAM_CLI_TELEMETRY=0 \
