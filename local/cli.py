@@ -12,6 +12,7 @@
     lifelink [--local] [--api-url URL] campaign list | status ID | preview ID [--phase P]
     lifelink [--local] [--api-url URL] campaign pause ID | resume ID | cancel ID
     lifelink [--local] [--api-url URL] report [--app APP] [--from DAY] [--to DAY] [--out FILE]
+    lifelink demo [--users N] [--speed X] [--seed S]   (the playbook demo on a local stack of its own)
 
 KEY is a file path or the key text, in any Alipay format (one-line base64 PKCS#8/PKCS#1, or PEM).
 Against AWS, the state table comes from --state-table, $LIFELINK_STATE_TABLE, or the stack's outputs
@@ -39,6 +40,7 @@ from lifelink.alipay.keys import AppKeys
 from lifelink.store.apps import DEFAULT_SECRET_PREFIX, AppRecord, AppRegistry
 from lifelink_local import localconf
 from lifelink_local.api_client import ApiAnswer, ApiClient, ApiUnavailable, client_for, path_part
+from lifelink_local.playbook import command as demo_command
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -656,6 +658,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.set_defaults(run=fn)
     _campaign_parser(sub)
     _report_parser(sub)
+    demo_command.register(sub)  # lifelink demo --users N --speed X: the playbook on a stack of its own
     return p
 
 

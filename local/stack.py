@@ -69,6 +69,8 @@ DEMO_APPS = (
     DemoApp("2021004100000001", "life", "demo life account", seller_id="2088000000000001", welcome=DEMO_WELCOME),
     DemoApp("2021004100000002", "mini", "demo mini program", life_account="2021004100000001",
             seller_id="2088000000000001"),
+    DemoApp("2021004100000003", "mini", "demo live-stream mini program", life_account="2021004100000001",
+            seller_id="2088000000000001"),
 )
 
 
@@ -111,6 +113,8 @@ class LocalStack:
     provisioned: Provisioned | None = None
     conf: dict[str, Any] = field(default_factory=dict)
     ticker: SchedulerTicker | None = None
+    _invokers: dict[str, Any] = field(default_factory=dict)
+    _invoke_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -224,6 +228,15 @@ class LocalStack:
         self.ticker = SchedulerTicker(
             boto3.client("scheduler"), targets, rates=rates, clock=ScaledClock(speed), interval_s=0.5
         ).start()
+
+    def invoke(self, function_id: str, event: dict[str, Any]) -> Any:
+        """Deliver ``event`` to a function of the template as EventBridge Scheduler would (the ticker's path)."""
+        assert self.provisioned is not None
+        with self._invoke_lock:
+            fn = self._invokers.get(function_id)
+            if fn is None:
+                fn = self._invokers[function_id] = self._lazy_function(function_id)
+        return fn(event)
 
     def _lazy_function(self, function_id: str) -> Any:
         """The function's handler, loaded on first delivery (most functions are never a Scheduler target)."""

@@ -1,0 +1,155 @@
+"""The demo's closing numbers, each from where a user would look: the messages the message gateway decided (its
+``message_outcome`` events, the last one per ledger key), what the simulator received as Alipay, and what the
+users' requests got back."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lifelink_local.playbook.driver import Tally
+    from lifelink_local.playbook.population import User
+    from lifelink_local.stack import LocalStack
+
+from lifelink_local.sim_methods import SINGLE_SEND, TOTAL_SEND, VOUCHER_SEND
+
+STATUSES = ("sent", "capped", "held", "skipped", "failed", "expired")
+
+
+@dataclass
+class Summary:
+    users: int
+    seed: int
+    speed: float
+    wall_s: float
+    follows: int
+    unfollows: int
+    scenes: Counter[str]
+    outcomes: Counter[tuple[str, str, str]]  # (status, channel, source) of the last outcome per ledger key
+    reasons: Counter[str]  # why capped / skipped / held
+    sim: Counter[str]  # deliveries at the simulator by method
+    answers: Counter[str]
+    readers: int
+    attributed: int
+    revenue_cents: int
+    buyers: int
+    report: Path | None = None
+    lines: list[str] = field(default_factory=list)
+
+    def status_total(self, status: str, channel: str | None = None) -> int:
+        return sum(n for (s, c, _), n in self.outcomes.items() if s == status and (channel is None or c == channel))
+
+    def by_source(self, status: str, channel: str) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for (s, c, source), n in self.outcomes.items():
+            if s == status and c == channel:
+                out[source] += n
+        return out
+
+    def render(self) -> list[str]:
+        a = self.answers
+        scenes = ", ".join(f"{k} {v}" for k, v in self.scenes.most_common())
+        messages = ", ".join(f"{s} {self.status_total(s)}" for s in STATUSES)
+        templates = _sources(self.by_source("sent", "life_template"))
+        coupons = _sources(self.by_source("sent", "coupon"))
+        reasons = ", ".join(f"{k} {v}" for k, v in self.reasons.most_common()) or "none"
+        paid = a["order notified"] + a["order notification retried"]
+        followers = max(1, self.follows - self.unfollows)
+        flash_sold_out = sum(n for k, n in a.items() if k.startswith("flash 409"))
+        lines = [
+            f"Playbook summary: {self.users} users, seed {self.seed}, speed {self.speed:g}, {_duration(self.wall_s)}",
+            f"  follows          {self.follows} (scenes: {scenes}); unfollowed {self.unfollows}",
+            f"  article          broadcast to {self.sim[TOTAL_SEND]} followers; opened by {self.readers} "
+            f"(with its attribution token {self.attributed})",
+            f"  messages         {messages}",
+            f"  template sent    {self.status_total('sent', 'life_template')} ({templates})",
+            f"  coupons sent     {self.status_total('sent', 'coupon')} ({coupons})",
+            f"  not sent, why    {reasons}",
+            f"  at the simulator {self.sim[SINGLE_SEND]} template messages, {self.sim[TOTAL_SEND]} broadcast "
+            f"deliveries, {self.sim[VOUCHER_SEND]} coupons",
+            f"  reservations     {a['reservation 201']} (refused {_refused(a, 'reservation')})",
+            f"  flash sale       {a['flash 201']} taken, {flash_sold_out} sold out",
+            f"  shares           {a['share 201']}; UGC entries {a['entry 201']}, votes {a['vote 201']}",
+            f"  winners          {a['winners']} announced, {a['claim 201']} claimed",
+            f"  survey           {a['survey 201']} answers",
+            f"  orders           {paid} paid by trade notification (¥{self.revenue_cents / 100:,.2f}); "
+            f"buyers {self.buyers}",
+            f"  conversion       {self.buyers / followers * 100:.1f} % of followers paid an order",
+            f"  report           {self.report or 'not written'}",
+        ]
+        return lines
+
+
+def _sources(counts: Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
+
+
+def _refused(answers: Counter[str], what: str) -> int:
+    return sum(n for k, n in answers.items() if k.startswith(f"{what} ") and not k.startswith(f"{what} 20"))
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def source_of(event: dict[str, Any]) -> str:
+    """Who queued the job: the welcome, a rule, the article or a campaign action."""
+    campaign = str(event.get("campaign") or "-")
+    if event.get("rule"):
+        return str(event["rule"])
+    if campaign.startswith("rule-"):
+        return campaign.removeprefix("rule-")
+    if campaign in ("welcome", "article-guide"):
+        return campaign.removesuffix("-guide")
+    phase = str(event.get("phase") or "-")
+    return phase if phase != "-" else campaign
+
+
+def last_outcomes(bodies: list[str]) -> dict[str, dict[str, Any]]:
+    """The latest ``message_outcome`` per ledger key (a held job is decided again later)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for body in bodies:
+        try:
+            event = json.loads(body)
+        except ValueError:
+            continue
+        if not isinstance(event, dict) or event.get("type") != "message_outcome":
+            continue
+        key = str(event.get("ledger_key"))
+        seen = latest.get(key)
+        if seen is None or (str(event.get("occurred_at")), int(event.get("attempts") or 0)) >= (
+                str(seen.get("occurred_at")), int(seen.get("attempts") or 0)):
+            latest[key] = event
+    return latest
+
+
+def summarise(stack: LocalStack, users: list[User], tally: Tally, *, seed: int, speed: float,
+              wall_s: float) -> Summary:
+    assert stack.sim is not None
+    outcomes: Counter[tuple[str, str, str]] = Counter()
+    reasons: Counter[str] = Counter()
+    for event in last_outcomes(stack.tap.bodies("EventsQueue")).values():
+        status = str(event.get("status"))
+        outcomes[(status, str(event.get("channel")), source_of(event))] += 1
+        if status != "sent" and event.get("reason"):
+            reasons[f"{status} ({event['reason']}: {source_of(event)} {event.get('channel')})"] += 1
+    sim: Counter[str] = Counter(str(r.get("method")) for r in stack.sim.outbound())
+    answers = Counter(tally.counts)
+    answers["winners"] = len(tally.winners)
+    inbound = [json.loads(b) for b in stack.tap.bodies("EventsQueue")]
+    attributed = {e["user"].get("user_id") for e in inbound
+                  if e.get("type") == "session_start" and e.get("attribution_token")}
+    buyers = {e["user"].get("user_id") for e in inbound if e.get("type") == "order_paid"}
+    follows = {e["user"].get("user_id") for e in inbound if e.get("type") == "follow"}
+    unfollows = {e["user"].get("user_id") for e in inbound if e.get("type") == "unfollow"}
+    return Summary(
+        users=len(users), seed=seed, speed=speed, wall_s=wall_s, follows=len(follows), unfollows=len(unfollows),
+        scenes=Counter(u.scene for u in users), outcomes=outcomes, reasons=reasons, sim=sim, answers=answers,
+        readers=sum(1 for u in users if u.reads), attributed=len(attributed), revenue_cents=tally.revenue_cents,
+        buyers=len(buyers),
+    )
