@@ -9,13 +9,15 @@
 
 Tables and queues come from template.yaml itself; functions get the environment the template gives them.
 Keys are generated once into .lifelink/, and .lifelink/local.json describes the stack for clients.
+
+Once up, it plays the seed playbook demo (lifelink_local.playbook: ``--users``, ``--speed``, ``--seed``; ``--no-demo``
+skips it), prints the summary, writes .lifelink/report.html and keeps serving until Ctrl-C (``--exit`` stops).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -302,78 +304,6 @@ class LocalStack:
         return out
 
 
-_OUTPUT = threading.Lock()
-
-
-def _start_demo_campaign(stack: LocalStack) -> Any:
-    """Apply local/demo/campaign.yaml and print its transitions as they happen (None when it was refused)."""
-    from lifelink_local.campaign_demo import CampaignWatch, apply_demo, time_scale
-
-    def say(line: str) -> None:  # the watcher and the ticker's thread both report: one write per line, locked
-        with _OUTPUT:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-
-    print(f"\nDemo campaign (local/demo/campaign.yaml, time scale {time_scale():g}):")
-    try:
-        applied = apply_demo(stack)
-    except Exception as exc:
-        print(f"  not applied: {exc!r}")
-        return None
-    if applied.via == "api" and applied.status not in (200, 201):
-        print(f"  POST /campaigns answered {applied.status}: {json.dumps(applied.answer, ensure_ascii=False)}")
-        return None
-    campaign = applied.campaign
-    phases = ", ".join(
-        f"{name} {spec.start.astimezone(campaign.zone):%H:%M:%S}–{spec.end.astimezone(campaign.zone):%H:%M:%S}"
-        for name, spec in campaign.phases.items()
-    )
-    how = "POST /campaigns" if applied.via == "api" else "the campaign store + CampaignSchedules (no /campaigns route)"
-    print(f"  {campaign.id} applied through {how}: {phases} ({campaign.timezone})")
-    watch = CampaignWatch(stack, campaign, say=say)
-    if stack.ticker is not None:
-        previous = stack.ticker.on_fire
-        stack.ticker.on_fire = watch.on_fire if previous is None else (lambda f: (previous(f), watch.on_fire(f)))
-    return watch.start()
-
-
-def _seconds_until_closed(campaign: Any) -> float:
-    from datetime import UTC, datetime
-
-    return max(0.0, (campaign.phases.settle.end - datetime.now(UTC)).total_seconds())
-
-
-def _summary_when_closed(watch: Any, stack: LocalStack) -> None:
-    watch.finished.wait()
-    watch.stop()
-    _print_campaign_summary(watch)
-    _write_report(stack)
-
-
-def _write_report(stack: LocalStack, settle_s: float = 3.0) -> Path | None:
-    """The HTML dashboard of the demo, from the metrics API (``lifelink --local report`` writes the same)."""
-    from lifelink_local.api_client import client_for
-    from lifelink_local.report import write_report
-
-    time.sleep(settle_s)  # the events consumer runs a batching window behind
-    life = next((a["app_id"] for a in stack.conf.get("apps", []) if a.get("kind") == "life"), None)
-    try:
-        with client_for(api_url=stack.conf["api_url"]) as api:
-            path = write_report(api, stack.state_dir / "report.html", app=life)
-    except Exception as exc:  # the demo goes on serving; say why there is no report
-        print(f"\nReport not written: {exc}", flush=True)
-        return None
-    print(f"\nReport (lifelink --local report writes it again): {path}", flush=True)
-    return path
-
-
-def _print_campaign_summary(watch: Any) -> None:
-    print("\nDemo campaign summary:")
-    for line in watch.summary():
-        print(f"  {line}")
-    sys.stdout.flush()
-
-
 def _serve_forever(stack: LocalStack) -> None:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -382,14 +312,16 @@ def _serve_forever(stack: LocalStack) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lifelink_local.playbook.command import add_arguments, run_demo
+    from lifelink_local.playbook.driver import PlaybookError
+
     parser = argparse.ArgumentParser(prog="make run", description=__doc__.splitlines()[0])
-    parser.add_argument("--no-journey", action="store_true", help="start the stack without the demo journey")
-    parser.add_argument("--no-campaign", action="store_true", help="do not apply the demo campaign")
-    parser.add_argument("--exit", action="store_true", help="exit after the journey instead of serving")
+    add_arguments(parser)
+    parser.add_argument("--no-demo", action="store_true", help="start the stack without the playbook demo")
+    parser.add_argument("--exit", action="store_true", help="exit after the demo instead of serving")
     parser.add_argument("--verbose", action="store_true", help="show the functions' INFO logs")
     parser.add_argument("--state-dir", type=Path, default=localconf.STATE_DIR)
     args = parser.parse_args(argv)
-    from lifelink_local.journey import print_journey, run_journey
 
     started = time.monotonic()
     stack = LocalStack(args.state_dir, log_level="INFO" if args.verbose else "WARNING")
@@ -400,24 +332,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  API (HTTP front)    {stack.conf['api_url']}")
         print(f"  Alipay simulator    {stack.conf['alipay_gateway_url']}")
         print(f"  AWS (moto server)   {stack.conf['aws_endpoint_url']}")
-        print(f"  contract            {localconf.path(args.state_dir)}")
+        print(f"  contract            {localconf.path(args.state_dir)}", flush=True)
         ok = True
-        if not args.no_journey:
-            result = run_journey(stack)
-            print_journey(result)
-            ok = result.ok
-        watch = None if args.no_campaign else _start_demo_campaign(stack)
-        if watch is not None and args.exit:  # --exit waits for the demo campaign to close
-            closed = watch.finished.wait(_seconds_until_closed(watch.campaign) + 60)
-            watch.stop()
-            _print_campaign_summary(watch)
-            ok = ok and closed and _write_report(stack) is not None
-        elif watch is not None:
-            threading.Thread(
-                target=_summary_when_closed, args=(watch, stack), name="campaign-summary", daemon=True
-            ).start()
-        elif not args.no_journey:  # no campaign to wait for: the journey's report
-            threading.Thread(target=_write_report, args=(stack,), name="report", daemon=True).start()
+        if not args.no_demo:
+            try:
+                run_demo(stack, args.users, args.speed, args.seed)
+            except PlaybookError:
+                ok = False
         if args.exit:
             return 0 if ok else 1
         print("\nserving; Ctrl-C to stop")

@@ -270,26 +270,27 @@ class Playbook:
         self.wait_for_state("burst")
         assert self.campaign is not None
         viewers = [u for u in self.users if u.views_product]
-        self.progress.step("burst: live-stream product views, shares, UGC entries", total=len(viewers))
+        sharers = [u for u in self.users if u.shares]
+        entrants = [u for u in self.users if u.enters_ugc]
+        self.progress.step("burst: live-stream product views, shares, UGC entries",
+                           total=len(viewers) + len(sharers) + len(entrants))
         now = datetime.now(UTC)
         items = [{"type": "product_view", "occurred_at": _iso(now), "user": {"user_id": u.user_id},
                   "product_id": PRODUCT[0], "price_cents": PRODUCT[1]} for u in viewers]
         self.post_events(MINI_LIVE, items, "viewer")
         self.views_done_at = datetime.now(UTC)
-        self._each([u for u in self.users if u.shares], lambda u: self._participate(
-            "share", "shares", {"action": "share", "app_id": MINI_SHOP}, u))
-        self._each([u for u in self.users if u.enters_ugc], self._enter)
+        self._each(sharers, lambda u: self._participate("share", "shares", {"action": "share", "app_id": MINI_SHOP}, u))
+        self._each(entrants, self._enter)
         window = self.campaign.phases.burst.actions[0].windows[0]  # type: ignore[union-attr]
         self.wait_until(window.start, "the flash-sale window")
         flash = [u for u in self.users if u.flash]
         buyers = [u for u in self.users if u.orders]
+        voters = [u for u in self.users if u.votes] if self.tally.entries else []
         self.progress.step("burst: flash sale, orders paid by trade notification, votes",
-                           total=len(flash) + len(buyers))
+                           total=len(flash) + len(buyers) + len(voters))
         self._each(flash, self._flash)
         self._each(buyers, self._order)
-        voters = [u for u in self.users if u.votes]
-        if self.tally.entries:
-            self._each(voters, self._vote)
+        self._each(voters, self._vote)
 
     def rules(self) -> None:
         """The scheduled rules, delivered to the metrics function as the ticker's schedules would be."""
@@ -363,6 +364,7 @@ class Playbook:
             "action": "ugc", "user": {"user_id": user.user_id}, "title": f"我的双11清单 #{user.index}",
             "content_url": f"https://example.com/ugc/{user.index}"})
         self.tally.add(f"entry {answer.status}")
+        self.progress.advance()
         if answer.ok and isinstance(answer.body, dict):
             with self.tally._lock:
                 self.tally.entries.append(str(answer.body["entry_id"]))
@@ -441,7 +443,7 @@ class Playbook:
                 raise PlaybookError(f"the campaign is {state}, waiting for {wanted}")
             left = (boundary - datetime.now(UTC)).total_seconds()
             self.progress.note(f"{wanted} in {left:.0f} s" if left > 0 else f"waiting for {wanted}")
-            time.sleep(0.5)
+            time.sleep(min(max(left, 1.0), 2.0))  # each look is an API call: sleep until the boundary is near
 
     def wait_until(self, at: datetime, what: str) -> None:
         while (left := (at - datetime.now(UTC)).total_seconds()) > 0:

@@ -1,7 +1,6 @@
-"""`make run`'s demo campaign as a user meets it: the stack in its own process (ephemeral ports), the campaign
-applied from local/demo/campaign.yaml with its phases scaled down to seconds, and its progress as printed: every
-boundary delivered by the local Scheduler ticker, each phase entered in order, every action fired once, the
-audience's jobs through the message gateway, and the schedule group gone once the campaign closed."""
+"""`lifelink demo` as a user meets it: the playbook on a local stack of its own (ephemeral ports), a few synthetic
+users from the default seed, the campaign's phases sized to seconds. Checked against the population the seed makes
+(who reserves, shares, buys, answers) and against the simulator's own count of what it received."""
 
 from __future__ import annotations
 
@@ -13,75 +12,82 @@ from pathlib import Path
 
 import pytest
 
+from lifelink_local.playbook.command import DEFAULT_SEED
+from lifelink_local.playbook.population import make_population
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-
-SCALE = "0.1"  # a one-minute lead becomes 6 s (the apply has time to finish), two-minute phases 12 s
+USERS = 30
 
 
 @pytest.fixture(scope="module")
-def output(tmp_path_factory: pytest.TempPathFactory) -> str:
-    state = tmp_path_factory.mktemp("lifelink-campaign-state")
-    env = {**os.environ, "LIFELINK_MOTO_PORT": "0", "LIFELINK_API_PORT": "0", "LIFELINK_ALIPAY_PORT": "0",
-           "LIFELINK_DEMO_TIME_SCALE": SCALE, "PYTHONUNBUFFERED": "1"}
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    state = tmp_path_factory.mktemp("lifelink-demo-state")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("AWS_ENDPOINT_URL", None)
     done = subprocess.run(
-        [sys.executable, "-m", "lifelink_local.stack", "--exit", "--state-dir", str(state)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
+        [sys.executable, "-m", "lifelink_local.cli", "demo", "--users", str(USERS), "--speed", "4",
+         "--state-dir", str(state)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280, check=False,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return done.stdout
+    return {"out": done.stdout, "err": done.stderr, "state": state}
 
 
-def _events(out: str) -> list[str]:
-    """The watch lines without their clock: ``[08:15:36] campaign …`` → ``campaign …``."""
-    return [m.group(1) for m in re.finditer(r"^  \[\d\d:\d\d:\d\d\] (.*)$", out, re.MULTILINE)]
+def _line(out: str, label: str) -> str:
+    found = re.search(rf"^  {label} +(.*)$", out, re.MULTILINE)
+    assert found, f"no {label!r} line in:\n{out[-3000:]}"
+    return found.group(1)
 
 
-def test_the_campaign_moves_through_every_phase_in_order(output: str) -> None:
-    states = [line.split(": ", 1)[1] for line in _events(output) if line.startswith("campaign demo-double-11: ")]
-    assert states == ["scheduled", "scheduled → preheat", "preheat → burst", "burst → settle", "settle → closed"]
-    assert "states: scheduled → preheat → burst → settle → closed" in output
+def _n(text: str, pattern: str) -> int:
+    found = re.search(pattern, text)
+    assert found, (pattern, text)
+    return int(found.group(1))
 
 
-def test_every_boundary_schedule_is_delivered_once_by_the_ticker(output: str) -> None:
-    fired = [line.split()[1] for line in _events(output) if line.startswith("schedule ")]
-    assert sorted(fired) == sorted(["preheat_start", "action-early", "burst_start", "settle_start",
-                                    "action-survey", "settle_end"])
-    assert all(line.endswith("delivered") for line in _events(output) if line.startswith("schedule "))
+def test_the_campaign_goes_through_its_phases_in_order_on_time(demo):
+    err = str(demo["err"])
+    states = re.findall(r"^  \[\d\d:\d\d:\d\d\] campaign demo-playbook: (\w+)$", err, re.MULTILINE)
+    assert states == ["preheat", "burst", "settle", "closed"]
+    assert "INCOMPLETE" not in str(demo["out"])
 
 
-def test_every_action_fires_once_in_its_phase(output: str) -> None:
-    fired = [line.split()[1] for line in _events(output) if line.startswith("action ")]
-    assert sorted(fired) == ["burst.live", "burst.share", "preheat.early", "preheat.topic", "settle.draw",
-                             "settle.survey"]
-    events = _events(output)
-    position = {line.split(": ", 1)[1]: i for i, line in enumerate(events) if line.startswith("campaign ")}
-    for action in fired:
-        index = next(i for i, line in enumerate(events) if line.startswith(f"action {action} "))
-        phase = action.split(".")[0]
-        entered = next(i for key, i in position.items() if key.endswith(f"→ {phase}"))
-        assert index > entered, action
+def test_the_users_requests_are_what_the_seed_says(demo):
+    out = str(demo["out"])
+    people = make_population(USERS, DEFAULT_SEED)
+    assert _line(out, "reservations") == f"{sum(u.reserves for u in people)} (refused 0)"
+    shares = _line(out, "shares")
+    assert _n(shares, r"^(\d+);") == sum(u.shares for u in people)
+    assert _n(shares, r"votes (\d+)") == sum(u.votes for u in people)
+    assert _line(out, "survey") == f"{sum(u.answers_survey for u in people)} answers"
+    assert _n(_line(out, "orders"), r"^(\d+) paid") == sum(u.orders for u in people)
+    assert _n(_line(out, "orders"), r"buyers (\d+)") == len({u.user_id for u in people if u.orders})
+    article = _line(out, "article")
+    readers = sum(u.reads for u in people)
+    assert f"opened by {readers} (with its attribution token {readers})" in article
 
 
-def test_pushes_reach_the_followers_through_the_gateway(output: str) -> None:
-    # The journey leaves two followers of the life account; the topic push queues a job for each, and the
-    # gateway decides both: sent, or held when the run falls in the default quiet hours (22:00-08:00 Shanghai).
-    assert "action preheat.topic fired: held_out 0, queued 2" in output
-    assert "jobs preheat.topic life_template: 2" in output
-    decided = {m.group(1): int(m.group(2))
-               for m in re.finditer(r"^  outcomes preheat\.topic life_template (.+): (\d+)$", output, re.MULTILINE)}
-    assert sum(decided.values()) == 2, decided
-    assert set(decided) <= {"sent", "held (quiet_hours)"}, decided
+def test_messages_and_coupons_reconcile_with_the_simulator(demo):
+    out = str(demo["out"])
+    at_sim = _line(out, "at the simulator")
+    assert _n(_line(out, "template sent"), r"^(\d+)") == _n(at_sim, r"^(\d+) template messages")
+    assert _n(_line(out, "coupons sent"), r"^(\d+)") == _n(at_sim, r"(\d+) coupons")
+    coupons = _line(out, "coupons sent")
+    for source in ("preheat.early", "burst.share", "browse_no_order", "come_back"):
+        assert source in coupons, coupons  # each way to a coupon happened at least once
+    templates = _line(out, "template sent")
+    for source in ("welcome_on_follow", "preheat.topic", "settle.survey", "first_order"):
+        assert source in templates, templates
+    winners = _line(out, "winners")
+    assert 1 <= _n(winners, r"^(\d+) announced") <= 5
+    assert _n(winners, r"(\d+) claimed") <= _n(winners, r"^(\d+) announced")
 
 
-def test_early_bird_reservations_grant_a_coupon_each_and_feed_the_draw(output: str) -> None:
-    for user in ("0001", "0002"):
-        assert f"reservation early by user …{user}: reserved (coupon early-bird)" in output
-    assert "jobs preheat.early coupon: 2" in output  # one coupon per reserving user, never two
-    assert "action settle.draw fired: eligible 2, held_out 0, queued 2, winners 2" in output
-    assert "jobs settle.draw life_template: 2" in output
-
-
-def test_the_schedule_group_is_removed_when_the_campaign_closes(output: str) -> None:
-    assert "schedule group lifelink-demo-double-11: removed" in output
+def test_progress_is_shown_as_lines_without_a_terminal_and_the_report_is_written(demo):
+    err = str(demo["err"])
+    bars = [line for line in err.splitlines() if line.startswith("[") and "%" in line]
+    assert bars and "\r" not in err  # no carriage-return redraws in a pipe
+    assert re.search(r"13/13 ", bars[-1])
+    report = Path(_line(str(demo["out"]), "report"))
+    assert report.is_file() and report.parent == Path(str(demo["state"])).resolve()

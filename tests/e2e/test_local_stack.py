@@ -1,15 +1,19 @@
-"""`make run` as a user meets it: the stack in its own process on loopback (ephemeral ports), the journey's
-result on the events queue, an independently signed gateway check, and the `lifelink` command against it."""
+"""`make run` as a user meets it: the stack in its own process on loopback (ephemeral ports) plays the playbook demo
+with a few synthetic users, prints its summary and writes the report, then keeps serving; the summary is checked
+against what the simulator received, and the running stack against an independently signed gateway check and the
+`lifelink` command."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,10 @@ from lifelink.alipay.signing import verify
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
+USERS = 20
+SINGLE_SEND = "alipay.open.public.message.single.send"
+TOTAL_SEND = "alipay.open.public.message.total.send"
+VOUCHER_SEND = "alipay.marketing.activity.voucher.send"
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +41,12 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
            "PYTHONUNBUFFERED": "1"}
     env.pop("AWS_ENDPOINT_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lifelink_local.stack", "--state-dir", str(state)],
+        [sys.executable, "-m", "lifelink_local.stack", "--state-dir", str(state), "--users", str(USERS),
+         "--speed", "4"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 280
     assert proc.stdout is not None
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -58,28 +67,52 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             proc.kill()
 
 
-def test_journey_ends_with_the_expected_events_and_the_duplicate_dropped(running):
-    out = running["output"]
-    assert "On the events queue: 8 events from Alipay's callbacks" in out
-    for kind, n in [("follow", 3), ("gateway_check", 1), ("menu_click", 1), ("order_paid", 1), ("unfollow", 1),
-                    ("user_message", 1)]:
-        assert f"  {kind:<14} {n}\n" in out
-    assert "the duplicate was dropped" in out
-    assert "Journey complete" in out
+def _summary(out: str, label: str) -> str:
+    found = re.search(rf"^  {label} +(.*)$", out, re.MULTILINE)
+    assert found, f"no {label!r} line in the summary:\n{out[-3000:]}"
+    return found.group(1)
 
 
-def test_new_followers_get_a_welcome_message_at_the_simulator(running):
-    out = running["output"]
-    assert "user …0001: sent" in out and "user …0002: sent" in out
-    conf = running["conf"]
-    life = next(a for a in conf["apps"] if a["kind"] == "life")
+def _first_number(text: str) -> int:
+    return int(re.match(r"(\d+)", text).group(1))  # type: ignore[union-attr]
+
+
+def _outbound(conf: dict[str, Any]) -> list[dict[str, Any]]:
     sim = conf["alipay_gateway_url"].removesuffix("/gateway.do")
-    got = httpx.get(f"{sim}/sim/outbound", params={"method": "alipay.open.public.message.single.send",
-                                                   "app_id": life["app_id"]}, trust_env=False).json()
-    records = got if isinstance(got, list) else got.get("outbound", got)
-    users = {r["recipient"] for r in records}
-    assert {"2088102100000001", "2088102100000002"} <= users
-    assert len(records) == len(users)  # nobody was welcomed twice
+    got = httpx.get(f"{sim}/sim/outbound", trust_env=False).json()
+    return got if isinstance(got, list) else got.get("outbound", got)
+
+
+def test_the_summary_matches_what_the_simulator_received(running):
+    out, conf = running["output"], running["conf"]
+    received = Counter(r["method"] for r in _outbound(conf))
+    assert _first_number(_summary(out, "template sent")) == received[SINGLE_SEND]
+    assert _first_number(_summary(out, "coupons sent")) == received[VOUCHER_SEND]
+    at_sim = _summary(out, "at the simulator")
+    assert at_sim.startswith(f"{received[SINGLE_SEND]} template messages, {received[TOTAL_SEND]} broadcast "
+                             f"deliveries, {received[VOUCHER_SEND]} coupons")
+    follows = re.match(r"(\d+) \(scenes: (.*)\); unfollowed (\d+)", _summary(out, "follows"))
+    assert follows, out
+    assert int(follows.group(1)) == USERS
+    assert sum(int(n) for n in re.findall(r" (\d+)", follows.group(2))) == USERS  # every follow had a scene code
+    # the article went to every follower still following (one broadcast, one delivery each)
+    assert received[TOTAL_SEND] == USERS - int(follows.group(3))
+    sent = int(re.search(r"sent (\d+)", _summary(out, "messages")).group(1))  # type: ignore[union-attr]
+    assert sent >= received[SINGLE_SEND] + received[VOUCHER_SEND]  # plus the broadcast (one job)
+
+
+def test_every_follower_is_welcomed_once_and_the_report_is_written(running):
+    welcomes = [r for r in _outbound(running["conf"]) if r["method"] == SINGLE_SEND
+                and (r.get("detail") or {}).get("template_id") == "TM_WELCOME_SILVER"]
+    users = Counter(r["recipient"] for r in welcomes)
+    assert all(n == 1 for n in users.values())  # nobody welcomed twice
+    unfollowed = int(re.search(r"unfollowed (\d+)", _summary(running["output"], "follows")).group(1))  # type: ignore
+    assert USERS - unfollowed <= len(users) <= USERS
+    report = Path(_summary(running["output"], "report"))
+    assert report == running["state"].resolve() / "report.html"
+    html = report.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") or "<html" in html[:500]
+    assert "demo-playbook" in html  # the campaign table names the demo's campaign
 
 
 def test_local_json_is_the_documented_contract(running):
