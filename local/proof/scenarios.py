@@ -55,9 +55,9 @@ SCALES = {
     "reduced": Scale("reduced", a_followers=20, a_unfollowers=6, a_orders=8, b_jobs=80, b_outage_s=3.0,
                      b_rate_limit_s=3.0, c_followers=40, c_orders=10, c_crashes=2, c_batch=20,
                      d_followers=20, d_orders=8, d_coupons=20, d_share=0.2),
-    "full": Scale("full", a_followers=150, a_unfollowers=30, a_orders=60, b_jobs=600, b_outage_s=8.0,
-                  b_rate_limit_s=8.0, c_followers=300, c_orders=100, c_crashes=4, c_batch=100,
-                  d_followers=150, d_orders=60, d_coupons=150, d_share=0.2),
+    "full": Scale("full", a_followers=80, a_unfollowers=20, a_orders=40, b_jobs=400, b_outage_s=6.0,
+                  b_rate_limit_s=6.0, c_followers=160, c_orders=50, c_crashes=4, c_batch=60,
+                  d_followers=80, d_orders=30, d_coupons=80, d_share=0.2),
 }
 
 LATE_SHARE = 5  # every 5th callback: its third copy comes a day late
@@ -344,6 +344,8 @@ def scenario_b(ps: ProofStack, scale: Scale, rng: random.Random) -> list[Row]:
             + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
     events_in = f"{len(jobs)} jobs ({n_coupons} coupons, {len(jobs) - n_coupons} template messages)"
     rows = outbound_rows(ps, app, "b. Alipay outage + rate limit", events_in, jobs, note)
+    for r in rows:
+        r.facts.update(fault_tally=tally, phases=timeline)
     sim.clear_faults()
     return rows
 
