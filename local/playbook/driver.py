@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import boto3
+import httpx
 from botocore.credentials import Credentials
 
 from lifelink.domain.campaigns import Campaign
 from lifelink.store.apps import AppRegistry
-from lifelink_local.api_client import ApiClient, path_part
+from lifelink_local.api_client import ApiClient, ApiUnavailable, path_part
 from lifelink_local.campaign_demo import template_ids
 from lifelink_local.playbook.population import User
 from lifelink_local.playbook.progress import Progress
@@ -53,7 +54,7 @@ SILENT_DAYS = 2
 LAPSED_DAYS_AGO = 3
 PRODUCT = ("SKU-DEMO-1", 29900)
 FLASH_PRICE_CENTS = 9900
-THREADS = 6
+THREADS = 4  # more only queues work faster than one process's CPU does it
 EVENTS_PER_POST = 500
 
 
@@ -168,20 +169,17 @@ class Playbook:
 
         def one(user: User) -> None:
             scene = json.dumps({"scene": {"sceneId": user.scene}})
-            answer = self.sim.push_gateway(self.gateway_url, LIFE, {
-                "MsgType": "event", "EventType": "follow", "FromAlipayUserId": user.user_id, "ActionParam": scene,
-                "MsgId": f"demo-follow-{user.index}"})
-            self.tally.add(f"follow {answer.status_code}")
-            self.tally.add(f"scene {user.scene}")
+            self.tally.add("follow " + self._push(
+                {"MsgType": "event", "EventType": "follow", "FromAlipayUserId": user.user_id, "ActionParam": scene,
+                 "MsgId": f"demo-follow-{user.index}"}))
             self.progress.advance()
 
         self._each(self.users, one)
         leaving = [u for u in self.users if u.unfollows]
         for user in leaving:
-            answer = self.sim.push_gateway(self.gateway_url, LIFE, {
-                "MsgType": "event", "EventType": "unfollow", "FromAlipayUserId": user.user_id,
-                "MsgId": f"demo-unfollow-{user.index}"})
-            self.tally.add(f"unfollow {answer.status_code}")
+            self.tally.add("unfollow " + self._push(
+                {"MsgType": "event", "EventType": "unfollow", "FromAlipayUserId": user.user_id,
+                 "MsgId": f"demo-unfollow-{user.index}"}))
         self.say(f"  {self.tally.counts['follow 200']} follows acknowledged by the webhook "
                  f"({len(leaving)} unfollowed again)")
 
@@ -348,11 +346,30 @@ class Playbook:
         self.progress.step("waiting for the last messages to be decided")
         self.drain(timeout_s=120 + 0.3 * len(self.users))
 
+    def _push(self, fields: dict[str, Any], attempts: int = 3) -> str:
+        """A signed gateway push; one that got no answer in time is pushed again with the same MsgId (the webhook
+        drops the repeat if the first one went through). Returns the HTTP status, or "timeout"."""
+        for _ in range(attempts):
+            try:
+                return str(self.sim.push_gateway(self.gateway_url, LIFE, fields).status_code)
+            except httpx.HTTPError:
+                continue
+        return "timeout"
+
     # ---- user actions --------------------------------------------------------------------------------------------
     def _participate(self, what: str, route: str, body: dict[str, Any], user: User) -> int:
         assert self.campaign is not None
-        answer = self.api.request("POST", f"/campaigns/{path_part(self.campaign.id)}/{route}",
-                                  {**body, "user": {"user_id": user.user_id}})
+        path = f"/campaigns/{path_part(self.campaign.id)}/{route}"
+        try:
+            for attempt in range(4):  # 503 (contended stock, queue unavailable) says: send the same request again
+                answer = self.api.request("POST", path, {**body, "user": {"user_id": user.user_id}})
+                if answer.status != 503:
+                    break
+                time.sleep(0.2 * (attempt + 1) + self.rng.random() * 0.2)
+        except ApiUnavailable:
+            self.tally.add(f"{what} timeout")
+            self.progress.advance()
+            return 0
         reason = "" if answer.ok else " " + ",".join(str(e.get("type")) for e in answer.errors())
         self.tally.add(f"{what} {answer.status}{reason}")
         self.progress.advance()
@@ -389,7 +406,10 @@ class Playbook:
         now = datetime.now(UTC)
         placed = {"type": "order_placed", "occurred_at": _iso(now), "user": {"user_id": user.user_id},
                   "out_trade_no": trade_no, "amount_cents": cents}
-        self.api.request("POST", "/events", {"app_id": app, "events": [placed]})
+        try:
+            self.api.request("POST", "/events", {"app_id": app, "events": [placed]})
+        except ApiUnavailable:
+            self.tally.add("events order timeout")
         beijing = now.astimezone(_BEIJING)
         delivery = self.sim.push_notify(self.notify_url, {
             "app_id": app, "out_trade_no": trade_no, "trade_no": f"2026111122001{user.index:012d}",
@@ -410,7 +430,11 @@ class Playbook:
     def post_events(self, app: str, items: list[dict[str, Any]], what: str, per_user: int = 1) -> None:
         for i in range(0, len(items), EVENTS_PER_POST):
             chunk = items[i : i + EVENTS_PER_POST]
-            answer = self.api.request("POST", "/events", {"app_id": app, "events": chunk})
+            try:
+                answer = self.api.request("POST", "/events", {"app_id": app, "events": chunk})
+            except ApiUnavailable:
+                self.tally.add(f"events {what} timeout", len(chunk))
+                continue
             body = answer.body if isinstance(answer.body, dict) else {}
             self.tally.add(f"events {what} accepted", int(body.get("accepted", 0)))
             self.tally.add(f"events {what} rejected", len(body.get("rejected", [])) if answer.ok else len(chunk))
@@ -419,7 +443,10 @@ class Playbook:
     def _each(self, users: Iterable[User], fn: Callable[[User], object]) -> None:
         with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="demo-user") as pool:
             for future in [pool.submit(fn, u) for u in users]:
-                future.result()
+                try:
+                    future.result()
+                except Exception as exc:  # one user's failure is counted, not the end of the demo
+                    self.tally.add(f"error {type(exc).__name__}")
 
     def state(self) -> str:
         assert self.campaign is not None

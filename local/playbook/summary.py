@@ -81,6 +81,9 @@ class Summary:
             f"  conversion       {self.buyers / followers * 100:.1f} % of followers paid an order",
             f"  report           {self.report or 'not written'}",
         ]
+        trouble = {k: n for k, n in a.items() if k.startswith("error ") or "timeout" in k or k.startswith("late ")}
+        if trouble:  # requests the stack did not answer in time (an overloaded machine): said, not hidden
+            lines.insert(-1, "  not answered     " + ", ".join(f"{k} {n}" for k, n in sorted(trouble.items())))
         return lines
 
 

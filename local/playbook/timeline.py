@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lifelink_local.campaign_demo import load_definition
+from lifelink_local.campaign_demo import load_definition, time_scale
 
 PLAYBOOK_FILE = Path(__file__).resolve().parents[1] / "demo" / "playbook.yaml"
 BASE_PHASE_S = 100.0  # the phase length playbook.yaml's offsets are written in
@@ -24,8 +24,9 @@ class Timeline:
 
     @property
     def phase_s(self) -> float:
-        """Seconds each phase lasts: the floor shortened by the speed, plus the users' share of the machine."""
-        return PHASE_FLOOR_S / self.speed + PHASE_PER_USER_S * self.users
+        """Seconds each phase lasts: the floor shortened by the speed, plus the users' share of the machine (all of
+        it times ``LIFELINK_DEMO_TIME_SCALE``, default 1)."""
+        return (PHASE_FLOOR_S / self.speed + PHASE_PER_USER_S * self.users) * time_scale()
 
     @property
     def scale(self) -> float:
