@@ -13,6 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+# Scans everything the session logs for private keys, raw user ids and tokens; fails the run on a find.
+pytest_plugins = ["tests.log_scan.plugin"]
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 
