@@ -4,6 +4,8 @@
 lock, so two threads could both pass one conditional write (two coupons from the last unit of stock) or both
 receive one message; a lock around every public backend operation removes that artefact of the stand-in. The
 local server applies it while it runs; tests that drive moto from threads in-process (``mock_aws``) use it too.
+It also applies :mod:`lifelink_local.moto_speed`, which makes moto's DynamoDB cheaper to run without changing its
+answers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from moto.server import ThreadedMotoServer
+
+from lifelink_local import moto_speed
 
 DEFAULT_PORT = 5000
 PORT_ENV = "LIFELINK_MOTO_PORT"
@@ -76,6 +80,7 @@ def _patch_backends() -> None:
             if not name.startswith("_") and callable(value) and not isinstance(value, staticmethod | classmethod):
                 patch(cls, name, locked(value))
     patch(SQSBackend, "receive_message", receive)
+    _patched.extend(moto_speed.apply())
 
 
 @contextmanager

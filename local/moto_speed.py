@@ -1,0 +1,125 @@
+"""Make moto's DynamoDB cheaper to run, without changing what it answers.
+
+moto is the local stand-in for DynamoDB; the fault test and the local stack spend most of their CPU inside it,
+mostly on ``UpdateItem``. Three of its costs are artefacts of how it is written, not of what DynamoDB does:
+
+- **Parsing the same expression again.** An ``UpdateExpression`` is tokenised and parsed twice per request
+  (once to validate the request, once to apply it), and every request of the same shape parses the same string.
+  :func:`apply` keeps the parsed tree per expression string. Nothing mutates it: moto's validator works on a
+  deep copy, and the request handler only reads it.
+- **Checking the whole tree at every node.** ``ActionCountValidator`` (at most one SET, ADD and REMOVE
+  clause) and ``OverlappingPathsValidator`` (no path updated twice) search the whole subtree below *every*
+  expression node, which is quadratic in the number of actions. Checking once at the root finds the same
+  violations (a subtree's actions are a subset of the root's), so each check runs once. (When a path is
+  updated twice, the error may now name every duplicated path instead of the first found.)
+- **Deep-copying the tree.** The validator works on a ``deepcopy`` of the parsed tree; for a cached tree a
+  pickled copy is loaded instead, which builds the same objects several times faster.
+- **Rebuilding the processor table per node.** Each tree walker rebuilds its ``{node type: function}`` map for
+  every node it visits; it is built once per walker instead.
+
+Every patch keeps moto's own errors: a malformed expression fails to parse (and is not cached), and two SET
+clauses still raise ``TooManyClauses``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import pickle
+from typing import Any
+
+_PARSE_CACHE_SIZE = 4096
+
+
+def apply() -> list[tuple[Any, str, Any]]:
+    """Patch moto in this process; returns (class, attribute, original) triples for the caller to restore."""
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node, UpdateExpression
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator
+
+    undo: list[tuple[Any, str, Any]] = []
+
+    def patch(cls: Any, name: str, value: Any) -> None:
+        undo.append((cls, name, cls.__dict__.get(name, getattr(cls, name))))
+        setattr(cls, name, value)
+
+    make = UpdateExpressionParser.__dict__["make"].__func__
+
+    pickled: dict[int, bytes] = {}  # id(parsed tree) -> its pickle, for as long as the tree is cached
+
+    @functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)
+    def parsed(cls: type, expression_str: str) -> Any:
+        tree = make(cls, expression_str)
+        if len(pickled) >= _PARSE_CACHE_SIZE:
+            pickled.clear()  # ids of evicted trees could be reused; a miss only costs a deepcopy
+        with contextlib.suppress(pickle.PicklingError, TypeError, AttributeError):  # else: the ordinary deepcopy
+            pickled[id(tree)] = pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL)
+        return tree
+
+    def tree_copy(obj: Any, memo: Any = None) -> Any:
+        blob = pickled.get(id(obj)) if memo is None else None
+        # our own pickle of a tree moto parsed in this process, never outside data
+        return pickle.loads(blob) if blob is not None else copy.deepcopy(obj, memo)  # noqa: S301
+
+    def cached_make(cls: type, expression_str: str) -> Any:
+        return parsed(cls, expression_str)
+
+    def counted_at_root(check: str) -> Any:
+        def traverse(self: Any, node: Any) -> Any:
+            if isinstance(node, UpdateExpression):
+                getattr(self, check)(node)
+            return node
+
+        return traverse
+
+    def processing_map(self: Any) -> dict[type, Any]:
+        table = self.__dict__.get("_lifelink_map")
+        if table is None:
+            table = self.__dict__["_lifelink_map"] = type(self)._processing_map(self)
+        return table
+
+    def nodes_to_be_processed(self: Any) -> tuple[type, ...]:
+        kinds = self.__dict__.get("_lifelink_kinds")
+        if kinds is None:
+            kinds = self.__dict__["_lifelink_kinds"] = tuple(processing_map(self))
+        return kinds
+
+    plain_pre = DepthFirstTraverser.__dict__["pre_processing_of_child"]
+
+    def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+        """moto's walk (children first, then the node; a processed node replaces itself in its parent), with the
+        per-child hook skipped where a walker does not override it."""
+        if not isinstance(node, Node):
+            return node
+        parent_node = node.parent
+        children = node.children
+        if children is not None:
+            pre = None if type(self).pre_processing_of_child is plain_pre else self.pre_processing_of_child
+            walk = self.traverse_node_recursively
+            for i, child_node in enumerate(children):
+                if pre is not None:
+                    pre(node, i)
+                walk(child_node, i)
+        if isinstance(node, self.nodes_to_be_processed()):
+            node = self.process(node)
+            node.parent = parent_node
+            if parent_node:
+                parent_node.children[child_id] = node
+        return node
+
+    def process(self: Any, node: Any) -> Any:
+        for class_key, processor in processing_map(self).items():
+            if isinstance(node, class_key):
+                return processor(node)
+        return None
+
+    patch(UpdateExpressionParser, "make", classmethod(cached_make))
+    patch(validators, "deepcopy", tree_copy)  # the validator's private copy of the cached tree
+    patch(ActionCountValidator, "traverse", counted_at_root("verify_action_counts"))
+    patch(OverlappingPathsValidator, "traverse", counted_at_root("check_for_overlapping_paths"))
+    patch(DepthFirstTraverser, "nodes_to_be_processed", nodes_to_be_processed)
+    patch(DepthFirstTraverser, "process", process)
+    patch(DepthFirstTraverser, "traverse_node_recursively", traverse_node_recursively)
+    return undo
