@@ -62,7 +62,7 @@ from lifelink.store.rate_limit import RateLimiter
 from lifelink.store.send_state import ComposedStateReader, StateReader
 
 MAX_VISIBILITY_S = 12 * 3600 - 60  # SQS allows 12 h from the receive; keep a minute in hand
-REQUEUE_AT_RECEIVE = 4  # a hold seen on this receive re-enqueues a fresh copy instead (keeps it off the DLQ)
+REQUEUE_AT_RECEIVE = 4  # a hold or a rate wait seen on this receive re-enqueues a fresh copy (keeps it off the DLQ)
 
 R_INVALID_JOB = "invalid_job"
 R_UNKNOWN_APP = "unknown_app"
@@ -434,6 +434,10 @@ class OutboundGateway:
         if booked.result == "race":
             return None  # decide again with fresh counts
         if booked.result == "rate_wait":
+            if record.receive_count >= REQUEUE_AT_RECEIVE:
+                # Waiting for our own rate limit is not a failure: a fresh copy keeps a long backlog off the DLQ.
+                await asyncio.to_thread(self._queue.requeue, record.body)
+                return RecordOutcome(record.message_id, "ack", "busy", R_RATE_WAIT, ledger_key=job.ledger_key)
             return await self._retry(record, "busy", R_RATE_WAIT, job)
         await self._rate.wait(booked.wait)
         assert app.client is not None and app.attribution_key is not None
@@ -442,7 +446,7 @@ class OutboundGateway:
 
     def _book(self, job: OutboundJob, policy: MessagePolicy, state: _State, owner: str, now: datetime) -> _Booking:
         claim: Claim = self._ledger.claim(
-            job, owner, now, lease=self._lease, idempotent=job.channel in IDEMPOTENT_CHANNELS
+            job, owner, now, lease=self._lease, idempotent=job.channel in IDEMPOTENT_CHANNELS, new=state.entry is None
         )
         if claim.result != "claimed":
             return _Booking("not_claimed", entry=claim.entry)

@@ -205,6 +205,7 @@ class Ledger:
         job: OutboundJob | None = None,
         removes: tuple[str, ...] = (),
         add_attempt: bool = False,
+        new: bool = True,
     ) -> LedgerEntry | None:
         names = {"#st": "status", "#h": "history"}
         vals: dict[str, Any] = {f":{k}": _ser.serialize(v) for k, v in values.items()}
@@ -213,7 +214,7 @@ class Ledger:
             names[f"#s{i}"] = name
             vals[f":s{i}"] = _ser.serialize(value)
             parts.append(f"#s{i} = :s{i}")
-        if job is not None:
+        if job is not None and new:  # the job's fields, written once (an entry read before holds them already)
             static = {
                 "ledger_key": job.ledger_key,
                 "app_id": job.app_id,
@@ -300,10 +301,14 @@ class Ledger:
             removes=tuple(removes),
         )
 
-    def claim(self, job: OutboundJob, owner: str, now: datetime, *, lease: timedelta, idempotent: bool) -> Claim:
+    def claim(
+        self, job: OutboundJob, owner: str, now: datetime, *, lease: timedelta, idempotent: bool, new: bool = True
+    ) -> Claim:
         """Take the right to call Alipay for this job (``sending`` with a lease), counting the attempt.
 
-        An expired ``sending`` lease is claimed again only for ``idempotent`` channels (coupons)."""
+        An expired ``sending`` lease is claimed again only for ``idempotent`` channels (coupons). ``new=False``
+        (the caller read the entry a moment ago) leaves out the job's fields, which the entry holds already: a
+        smaller request. Entries are never deleted, so a stale ``new=False`` cannot leave an entry without them."""
         values = {**self._open_values(), "sending": "sending", "now": _ms(now), "idem": True}
         condition = _OPEN[:-1] + " OR (#st = :sending AND lease_until < :now AND idempotent = :idem))"
         entry = self._update(
@@ -321,6 +326,7 @@ class Ledger:
             job=job,
             removes=("reason", "sub_code", "sub_msg", "retryable", "hold_until"),
             add_attempt=True,
+            new=new,
         )
         if entry is not None:
             return Claim("claimed", entry)

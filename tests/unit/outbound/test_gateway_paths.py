@@ -491,6 +491,36 @@ def test_two_containers_share_the_apps_rate_limit(gw: Harness) -> None:
     assert all(sent >= slot - 1e-3 for sent, slot in zip(sent_at, slots, strict=True))  # never before its slot
 
 
+def test_a_job_still_waiting_for_the_rate_on_its_fourth_receive_goes_back_as_a_fresh_copy(gw: Harness) -> None:
+    """Waiting for the app's own rate is not a failure, but every wait is an SQS receive: a backlog far above the
+    rate must not walk jobs into the DLQ (maxReceiveCount 5). From the fourth receive on, a rate wait re-enqueues a
+    fresh copy (receive count 0) and acknowledges the old one; the ledger entry stays open, nothing is sent twice."""
+    gw.policy(rate_per_second=0.001)  # one slot per ~1,000 s
+    user = gw.follower()
+    # another container took the app's current slot: the next is ~1,000 s away, beyond the gateway's maximum wait
+    assert RateLimiter(gw.ddb, gw.table).reserve(LIFE, 0.001, 60.0) is not None
+    body = template_job(gw, user, "rate-second", kind="transactional")
+    key = key_of(body)
+
+    outcomes = [gw.deliver(body)]
+    for _ in range(3):
+        gw.time_passes()
+        outcomes += gw.poll()
+    assert [(o.status, o.reason) for o in outcomes] == [("busy", "rate_limited")] * 4
+    assert [o.disposition for o in outcomes] == ["retry", "retry", "retry", "ack"]
+
+    gw.time_passes()
+    copies = gw.sqs.receive_message(
+        QueueUrl=gw.outbound_url, MaxNumberOfMessages=10, AttributeNames=["ApproximateReceiveCount"]
+    )["Messages"]
+    assert [(json.loads(m["Body"])["campaign"], m["Attributes"]["ApproximateReceiveCount"]) for m in copies] == [
+        ("rate-second", "1")
+    ]
+    entry = gw.ledger.get(key)
+    assert entry is not None and not entry.terminal and entry.status is not Status.sending
+    assert gw.calls_for(user) == []  # nothing reached Alipay
+
+
 # ---- 4. expired leases ---------------------------------------------------------------------------------
 
 
