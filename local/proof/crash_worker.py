@@ -9,8 +9,9 @@ source mapping would, runs the real handler on them, and counts the handler's wr
 and ends the process with ``os._exit(137)``: no cleanup, no deletes, no partial batch response, as when a Lambda
 container is killed.
 SQS hands the messages out again after the visibility timeout. A batch that needs fewer writes completes
-normally (its successful messages deleted). The last line on stdout is JSON: ``held``, ``writes``,
-``transactions``, ``killed``.
+normally (its successful messages deleted); a handler that raises leaves the whole batch to come back, as a
+Lambda function error does. The last line on stdout is JSON: ``held``, ``writes``, ``transactions``,
+``killed`` (and ``error``, the exception's type, when the handler raised).
 """
 
 from __future__ import annotations
@@ -77,7 +78,11 @@ def main(argv: list[str]) -> int:
     messages = receive(sqs, url, int(spec["batch"]))
     state["held"] = len(messages)
     if messages:
-        result = fn(build_sqs_event(messages, arn, sqs.meta.region_name))
+        try:
+            result = fn(build_sqs_event(messages, arn, sqs.meta.region_name))
+        except Exception as exc:  # a function error: Lambda deletes nothing, the whole batch comes back
+            print(json.dumps({**state, "killed": False, "error": type(exc).__name__}), flush=True)
+            return 0
         keep = failed_ids(result, {m["MessageId"] for m in messages})
         done = [m for m in messages if m["MessageId"] not in keep]
         for start in range(0, len(done), 10):
