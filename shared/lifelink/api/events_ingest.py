@@ -184,7 +184,9 @@ def _send(sqs: Any, queue_url: str, chunk: list[_Entry]) -> dict[int, str]:
             QueueUrl=queue_url, Entries=[{"Id": str(e.index), "MessageBody": e.body} for e in chunk]
         )
     except Exception as exc:  # the call as a whole failed (throttled, network): every entry is unsent
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+        response = getattr(exc, "response", None)  # botocore's HTTP errors (a read timeout) carry response=None
+        error = response.get("Error") if isinstance(response, dict) else None
+        code = (error.get("Code") if isinstance(error, dict) else None) or type(exc).__name__
         return {e.index: str(code) for e in chunk}
     return {int(f["Id"]): str(f.get("Code", "Failed")) for f in answer.get("Failed", [])}
 
