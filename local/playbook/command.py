@@ -5,6 +5,7 @@ demo on its stack (``python -m lifelink_local.stack``) and keeps serving afterwa
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -50,6 +51,8 @@ def run_demo(stack: LocalStack, users: int = DEFAULT_USERS, speed: float = DEFAU
     summary = summarise(stack, population, playbook.tally, seed=seed, speed=speed,
                         wall_s=time.monotonic() - started)
     summary.report = write_demo_report(stack, out)
+    (stack.state_dir / "demo-summary.json").write_text(json.dumps(summary.as_json(), indent=2, ensure_ascii=False),
+                                                      encoding="utf-8")
     out.write("\n" + "\n".join(summary.render()) + "\n")
     if failure is not None:
         out.write(f"  INCOMPLETE: {failure}\n")

@@ -50,6 +50,18 @@ class Summary:
                 out[source] += n
         return out
 
+    def as_json(self) -> dict[str, Any]:
+        """Everything the summary is made of (demo-summary.json beside the report)."""
+        return {
+            "users": self.users, "seed": self.seed, "speed": self.speed, "wall_s": round(self.wall_s, 1),
+            "follows": self.follows, "unfollows": self.unfollows, "scenes": dict(self.scenes),
+            "outcomes": [{"status": s, "channel": c, "source": src, "count": n}
+                         for (s, c, src), n in sorted(self.outcomes.items())],
+            "not_sent": dict(self.reasons), "simulator": dict(self.sim), "requests": dict(sorted(self.answers.items())),
+            "readers": self.readers, "attributed": self.attributed, "revenue_cents": self.revenue_cents,
+            "buyers": self.buyers, "report": str(self.report) if self.report else None,
+        }
+
     def render(self) -> list[str]:
         a = self.answers
         scenes = ", ".join(f"{k} {v}" for k, v in self.scenes.most_common())
@@ -73,9 +85,10 @@ class Summary:
             f"deliveries, {self.sim[VOUCHER_SEND]} coupons",
             f"  reservations     {a['reservation 201']} (refused {_refused(a, 'reservation')})",
             f"  flash sale       {a['flash 201']} taken, {flash_sold_out} sold out",
-            f"  shares           {a['share 201']}; UGC entries {a['entry 201']}, votes {a['vote 201']}",
+            f"  shares           {a['share 201']}; UGC entries {a['entry 201']}, votes {a['vote 201']} "
+            f"(refused {_refused(a, 'share') + _refused(a, 'entry') + _refused(a, 'vote')})",
             f"  winners          {a['winners']} announced, {a['claim 201']} claimed",
-            f"  survey           {a['survey 201']} answers",
+            f"  survey           {a['survey 201']} answers (refused {_refused(a, 'survey')})",
             f"  orders           {paid} paid by trade notification (¥{self.revenue_cents / 100:,.2f}); "
             f"buyers {self.buyers}",
             f"  conversion       {self.buyers / followers * 100:.1f} % of followers paid an order",

@@ -4,6 +4,7 @@ users from the default seed, the campaign's phases sized to seconds. Checked aga
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -56,11 +57,13 @@ def test_the_campaign_goes_through_its_phases_in_order_on_time(demo):
 def test_the_users_requests_are_what_the_seed_says(demo):
     out = str(demo["out"])
     people = make_population(USERS, DEFAULT_SEED)
-    assert _line(out, "reservations") == f"{sum(u.reserves for u in people)} (refused 0)"
+    answers = json.loads((Path(str(demo["state"])) / "demo-summary.json").read_text())["requests"]
+    assert _line(out, "reservations") == f"{sum(u.reserves for u in people)} (refused 0)", answers
     shares = _line(out, "shares")
-    assert _n(shares, r"^(\d+);") == sum(u.shares for u in people)
-    assert _n(shares, r"votes (\d+)") == sum(u.votes for u in people)
-    assert _line(out, "survey") == f"{sum(u.answers_survey for u in people)} answers"
+    assert _n(shares, r"^(\d+);") == sum(u.shares for u in people), answers
+    assert _n(shares, r"votes (\d+)") == sum(u.votes for u in people), answers
+    assert shares.endswith("(refused 0)"), answers
+    assert _line(out, "survey") == f"{sum(u.answers_survey for u in people)} answers (refused 0)", answers
     assert _n(_line(out, "orders"), r"^(\d+) paid") == sum(u.orders for u in people)
     assert _n(_line(out, "orders"), r"buyers (\d+)") == len({u.user_id for u in people if u.orders})
     article = _line(out, "article")
