@@ -38,8 +38,8 @@ def run_demo(stack: LocalStack, users: int = DEFAULT_USERS, speed: float = DEFAU
     population = make_population(users, seed)
     timeline = Timeline(users, speed)
     progress = Progress(Playbook.STEPS, stream=progress_stream)
-    progress.log(f"\nPlaybook demo: {users} synthetic users (seed {seed}), phases of {timeline.phase_s:.0f} s "
-                 f"(speed {speed:g})")
+    progress.log(f"\nPlaybook demo: {users} synthetic users (seed {seed}), speed {speed:g}: phases of at least "
+                 f"{timeline.phase_s:.0f} s")
     playbook = Playbook(stack, population, timeline, progress, seed)
     failure: Exception | None = None
     try:

@@ -125,6 +125,7 @@ class Playbook:
         self.notify_url = stack.conf["webhook"]["notify_url"]
         self.rule_runs: dict[str, Any] = {}
         self._flash_takers: set[str] = set()
+        self.follows_started = time.monotonic()
 
     STEPS = 13
 
@@ -166,6 +167,7 @@ class Playbook:
     # ---- follows -------------------------------------------------------------------------------------------------
     def follow(self) -> None:
         self.progress.step("follows through the signed life-account gateway", total=len(self.users))
+        self.follows_started = time.monotonic()
 
         def one(user: User) -> None:
             scene = json.dumps({"scene": {"sceneId": user.scene}})
@@ -240,7 +242,8 @@ class Playbook:
     def apply_campaign(self) -> None:
         self.progress.step("the three-phase campaign applied (POST /campaigns)")
         self.progress.note("waiting for the follows to be folded")
-        self.drain(timeout_s=30 + 0.1 * len(self.users))
+        self.drain(timeout_s=120 + 2.0 * len(self.users))
+        self.timeline = self.timeline.fitted(time.monotonic() - self.follows_started)
         definition = self.timeline.definition(datetime.now(UTC))
         campaign = Campaign.model_validate(definition)
         for template in template_ids(definition):
@@ -253,6 +256,8 @@ class Playbook:
             raise PlaybookError(f"POST /campaigns answered {answer.status}: {answer.body}")
         self.campaign = campaign
         zone = campaign.zone
+        self.say(f"  phases of {self.timeline.phase_s:.0f} s: the follows and the article took "
+                 f"{self.timeline.measured_s:.0f} s to be folded and sent on this machine")
         self.say("  campaign " + campaign.id + ": " + ", ".join(
             f"{name} {spec.start.astimezone(zone):%H:%M:%S}–{spec.end.astimezone(zone):%H:%M:%S}"
             for name, spec in campaign.phases.items()) + f" ({campaign.timezone})")
