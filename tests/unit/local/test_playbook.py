@@ -111,3 +111,12 @@ def test_the_article_token_is_read_from_the_broadcast_link():
     url = ARTICLE_URL.replace("&query=id%3Dguide-1111", "&query=id%3Dguide-1111%26ll%3D1abc.def")
     assert _token_of({"msg_type": "image-text", "articles": [{"title": "t", "url": url}]}) == "1abc.def"
     assert _token_of(json.dumps({"articles": [{"url": ARTICLE_URL}]})) is None
+
+
+def test_a_slow_machine_gets_phases_as_long_as_its_follows_took(monkeypatch):
+    monkeypatch.delenv("LIFELINK_DEMO_TIME_SCALE", raising=False)
+    planned = Timeline(100, 1)
+    assert planned.fitted(5.0).phase_s == planned.phase_s  # a fast machine keeps the plan
+    assert planned.fitted(1000.0).phase_s == 800.0  # a slow one: 0.8 x what the follows took
+    monkeypatch.setenv("LIFELINK_DEMO_TIME_SCALE", "2")
+    assert planned.fitted(1000.0).phase_s == 1600.0
