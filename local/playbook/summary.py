@@ -105,7 +105,8 @@ def _sources(counts: Counter[str]) -> str:
 
 
 def _refused(answers: Counter[str], what: str) -> int:
-    return sum(n for k, n in answers.items() if k.startswith(f"{what} ") and not k.startswith(f"{what} 20"))
+    return sum(n for k, n in answers.items()
+               if k.startswith(f"{what} ") and not k.startswith(f"{what} 20") and not k.endswith(" retried"))
 
 
 def _duration(seconds: float) -> str:
