@@ -83,17 +83,20 @@ class Summary:
             f"  not sent, why    {reasons}",
             f"  at the simulator {self.sim[SINGLE_SEND]} template messages, {self.sim[TOTAL_SEND]} broadcast "
             f"deliveries, {self.sim[VOUCHER_SEND]} coupons",
-            f"  reservations     {a['reservation 201']} (refused {_refused(a, 'reservation')})",
+            f"  reservations     {_done(a, 'reservation')} (refused {_refused(a, 'reservation')})",
             f"  flash sale       {a['flash 201']} taken, {flash_sold_out} sold out",
-            f"  shares           {a['share 201']}; UGC entries {a['entry 201']}, votes {a['vote 201']} "
+            f"  shares           {_done(a, 'share')}; UGC entries {_done(a, 'entry')}, votes {_done(a, 'vote')} "
             f"(refused {_refused(a, 'share') + _refused(a, 'entry') + _refused(a, 'vote')})",
-            f"  winners          {a['winners']} announced, {a['claim 201']} claimed",
-            f"  survey           {a['survey 201']} answers (refused {_refused(a, 'survey')})",
+            f"  winners          {a['winners']} announced, {_done(a, 'claim')} claimed",
+            f"  survey           {_done(a, 'survey')} answers (refused {_refused(a, 'survey')})",
             f"  orders           {paid} paid by trade notification (¥{self.revenue_cents / 100:,.2f}); "
             f"buyers {self.buyers}",
             f"  conversion       {self.buyers / followers * 100:.1f} % of followers paid an order",
             f"  report           {self.report or 'not written'}",
         ]
+        if _repeats(a):
+            repeats = _repeats(a)
+            lines.insert(-1, f"  repeated         {repeats} request(s) reached the stack twice; it kept one of each")
         trouble = {k: n for k, n in a.items() if k.startswith("error ") or "timeout" in k or k.startswith("late ")}
         if trouble:  # requests the stack did not answer in time (an overloaded machine): said, not hidden
             lines.insert(-1, "  not answered     " + ", ".join(f"{k} {n}" for k, n in sorted(trouble.items())))
@@ -104,9 +107,23 @@ def _sources(counts: Counter[str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
 
 
+# Each synthetic user makes each request once: an answer that it was already done (200 on a create, a vote already
+# counted today) means the request reached the stack twice (a retried connection) and the stack kept one.
+ALREADY = ("200", "409 already_voted")
+
+
+def _done(answers: Counter[str], what: str) -> int:
+    return answers[f"{what} 201"] + sum(answers[f"{what} {tail}"] for tail in ALREADY)
+
+
+def _repeats(answers: Counter[str]) -> int:
+    return sum(n for k, n in answers.items() if k.split(" ", 1)[-1] in ALREADY and not k.startswith(("follow", "unf")))
+
+
 def _refused(answers: Counter[str], what: str) -> int:
     return sum(n for k, n in answers.items()
-               if k.startswith(f"{what} ") and not k.startswith(f"{what} 20") and not k.endswith(" retried"))
+               if k.startswith(f"{what} ") and not k.startswith(f"{what} 20") and not k.endswith(" retried")
+               and k.split(" ", 1)[-1] not in ALREADY)
 
 
 def _duration(seconds: float) -> str:

@@ -120,3 +120,19 @@ def test_a_slow_machine_gets_phases_as_long_as_its_follows_took(monkeypatch):
     assert planned.fitted(1000.0).phase_s == 800.0  # a slow one: 0.8 x what the follows took
     monkeypatch.setenv("LIFELINK_DEMO_TIME_SCALE", "2")
     assert planned.fitted(1000.0).phase_s == 1600.0
+
+
+def test_a_request_answered_as_already_done_counts_once_and_is_reported():
+    from collections import Counter
+
+    from lifelink_local.playbook.summary import Summary
+
+    answers = Counter({"share 201": 3, "share 200": 1, "vote 201": 5, "vote 409 already_voted": 1,
+                       "vote 409 closed": 2, "reservation 201": 7, "reservation 503 retried": 2})
+    summary = Summary(users=30, seed=11, speed=4, wall_s=75, follows=30, unfollows=1, scenes=Counter({"menu": 30}),
+                      outcomes=Counter(), reasons=Counter(), sim=Counter(), answers=answers, readers=0,
+                      attributed=0, revenue_cents=0, buyers=0)
+    lines = summary.render()
+    assert "  shares           4; UGC entries 0, votes 6 (refused 2)" in lines
+    assert "  reservations     7 (refused 0)" in lines
+    assert any(line.startswith("  repeated         2 request(s)") for line in lines)
