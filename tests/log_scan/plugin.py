@@ -79,10 +79,13 @@ def _sources() -> Iterator[str]:
 
 
 def collect_findings(directory: Path, secrets: Secrets) -> list[Finding]:
+    """Every leak in the session's log files (at most 200 are reported)."""
     found: list[Finding] = []
     for path in sorted(directory.glob("*.log")):
+        if len(found) >= 200:
+            break
         with path.open(encoding="utf-8", errors="replace") as lines:
-            found += scan(lines, path.name, secrets, limit=max(0, 200 - len(found)) or 1)
+            found += scan(lines, path.name, secrets, limit=200 - len(found))
     return found
 
 
@@ -104,7 +107,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     harvest_literals(_sources(), secrets)
     findings = collect_findings(directory, secrets)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    lines = sum(1 for p in directory.glob("*.log") for _ in p.open(encoding="utf-8", errors="replace"))
+    lines = 0
+    for path in directory.glob("*.log"):
+        with path.open(encoding="utf-8", errors="replace") as f:
+            lines += sum(1 for _ in f)
     if not findings:
         if not os.environ.get("LIFELINK_LOG_SCAN_KEEP"):  # set it to look at what was scanned
             shutil.rmtree(directory, ignore_errors=True)
