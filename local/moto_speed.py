@@ -17,6 +17,16 @@ mostly on ``UpdateItem``. Three of its costs are artefacts of how it is written,
 - **Rebuilding the processor table per node.** Each tree walker rebuilds its ``{node type: function}`` map for
   every node it visits; it is built once per walker instead.
 
+- **Serializing values member by member.** A response's item attributes are already in DynamoDB's JSON wire
+  form; moto's generic serializer still walks each value through the ``AttributeValue`` shape, probing all ten
+  members by several aliases. A value with no binary in it (``B``/``BS`` are base64-encoded by that walk) is
+  written as it is, which is what the walk produces.
+
+And one of SQS's: **the clock.** Each ``SendMessage`` rebuilds every attribute of the queue, which counts its
+visible, in-flight and delayed messages by asking each message whether it is visible, and each asks moto's
+``unix_time_millis()``: a ``datetime`` subtraction. The current time in milliseconds comes from ``time.time()``
+instead (the same epoch clock), several times cheaper. A send still costs time proportional to the queue's depth.
+
 Every patch keeps moto's own errors: a malformed expression fails to parse (and is not cached), and two SET
 clauses still raise ``TooManyClauses``.
 """
@@ -27,9 +37,31 @@ import contextlib
 import copy
 import functools
 import pickle
+import time
 from typing import Any
 
 _PARSE_CACHE_SIZE = 4096
+
+
+_PLAIN_SCALARS = {"S": str, "N": str, "BOOL": bool, "NULL": bool}
+_PLAIN_SETS = ("SS", "NS")
+
+
+def _plain_attribute_value(value: Any) -> bool:
+    """A DynamoDB AttributeValue already in its JSON wire form, with no binary (B, BS) anywhere: moto's serializer
+    would produce an equal value member by member."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    ((kind, inner),) = value.items()
+    if kind in _PLAIN_SCALARS:
+        return isinstance(inner, _PLAIN_SCALARS[kind])
+    if kind in _PLAIN_SETS:
+        return isinstance(inner, list) and all(isinstance(v, str) for v in inner)
+    if kind == "M":
+        return isinstance(inner, dict) and all(_plain_attribute_value(v) for v in inner.values())
+    if kind == "L":
+        return isinstance(inner, list) and all(_plain_attribute_value(v) for v in inner)
+    return False
 
 
 def apply() -> list[tuple[Any, str, Any]]:
@@ -115,6 +147,24 @@ def apply() -> list[tuple[Any, str, Any]]:
                 return processor(node)
         return None
 
+    import moto.sqs.models as sqs_models
+    from moto.core.serialize import BaseJSONSerializer
+
+    structure = BaseJSONSerializer.__dict__["_serialize_type_structure"]
+
+    def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if key and shape.name == "AttributeValue" and _plain_attribute_value(value):
+            self._default_serialize(serialized, value, shape, key)
+            return
+        structure(self, serialized, value, shape, key)
+
+    patch(BaseJSONSerializer, "_serialize_type_structure", serialize_structure)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else float(plain_millis(dt))
+
+    plain_millis = sqs_models.unix_time_millis
+    patch(sqs_models, "unix_time_millis", unix_time_millis)
     patch(UpdateExpressionParser, "make", classmethod(cached_make))
     patch(validators, "deepcopy", tree_copy)  # the validator's private copy of the cached tree
     patch(ActionCountValidator, "traverse", counted_at_root("verify_action_counts"))
