@@ -1,8 +1,9 @@
 """A consumer that dies mid-batch: ``python -m lifelink_local.proof.crash_worker '<json spec>'``.
 
 The spec names a function (``handler_file``, ``handler_name``, ``function_name``, ``env``), its queue
-(``queue_url``) and ``batch`` / ``kill_after``. The worker receives up to ``batch`` messages as Lambda's event
-source mapping would, runs the real handler on them, and counts the handler's writes (DynamoDB ``PutItem``,
+(``queue_url``, and optionally the ``visibility`` timeout to receive with) and ``batch`` / ``kill_after``. The
+worker receives up to ``batch`` messages as Lambda's event source mapping would, runs the real handler on them,
+and counts the handler's writes (DynamoDB ``PutItem``,
 ``UpdateItem``, ``DeleteItem``, ``BatchWriteItem``, ``TransactWriteItems``; SQS ``SendMessage`` /
 ``SendMessageBatch``). Just before write number ``kill_after + 1`` (or just after transaction number
 ``kill_after_transactions`` committed: the fold written, the batch not yet acknowledged) it prints what it held
@@ -29,11 +30,12 @@ WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "Tr
 KILLED_EXIT = 137
 
 
-def receive(sqs: Any, url: str, batch: int) -> list[dict[str, Any]]:
+def receive(sqs: Any, url: str, batch: int, visibility: int | None) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
+    extra = {} if visibility is None else {"VisibilityTimeout": visibility}
     while len(got) < batch:
         more = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(10, batch - len(got)), WaitTimeSeconds=1,
-                                   AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+                                   AttributeNames=["All"], MessageAttributeNames=["All"], **extra).get("Messages", [])
         if not more:
             break
         got.extend(more)
@@ -75,7 +77,7 @@ def main(argv: list[str]) -> int:
     sqs = boto3.client("sqs")
     url = spec["queue_url"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    messages = receive(sqs, url, int(spec["batch"]))
+    messages = receive(sqs, url, int(spec["batch"]), spec.get("visibility"))
     state["held"] = len(messages)
     if messages:
         try:

@@ -56,14 +56,16 @@ SCALES = {
                      b_rate_limit_s=3.0, c_followers=40, c_orders=10, c_crashes=2, c_batch=20,
                      d_followers=20, d_orders=8, d_coupons=20, d_share=0.2),
     "full": Scale("full", a_followers=80, a_unfollowers=20, a_orders=40, b_jobs=400, b_outage_s=6.0,
-                  b_rate_limit_s=6.0, c_followers=160, c_orders=50, c_crashes=4, c_batch=60,
-                  d_followers=80, d_orders=30, d_coupons=80, d_share=0.2),
+                  b_rate_limit_s=6.0, c_followers=120, c_orders=40, c_crashes=4, c_batch=40,
+                  d_followers=60, d_orders=25, d_coupons=60, d_share=0.2),
 }
 
 LATE_SHARE = 5  # every 5th callback: its third copy comes a day late
 DAY_LATE_H = 25.0  # Alipay retries notifications for about 25 h
-CRASH_VISIBILITY_S = 4  # the events queue's visibility timeout while consumers are killed (180 s deployed)
-# (only while the crash workers run, one at a time: the stack's consumer is stopped meanwhile)
+# The visibility timeout the killed consumers receive with (the queue's own is 180 s): what they held comes back
+# within seconds, and after the next consumer or two took other messages (a message received five times without
+# success would go to the DLQ, as SQS does with a batch that kills its consumer every time).
+CRASH_VISIBILITY_S = 20
 # While writes are throttled, a record whose write still failed after the SDK's retries comes back after the
 # visibility timeout (deployed: 180 s events, 360 s outbound, 6x the functions' timeouts); shortened here to the
 # functions' timeouts (30 s, 60 s), the least an event source mapping allows, so the run does not sit waiting.
@@ -360,7 +362,7 @@ def run_crash_worker(ps: ProofStack, function_id: str, queue_id: str, batch: int
     handler_file, handler_name = ps.provisioned.template.handler_location(function_id)
     spec = {"handler_file": str(handler_file), "handler_name": handler_name, "function_name": function_id,
             "env": ps.provisioned.function_environment(function_id), "queue_url": ps.queue(queue_id),
-            "batch": batch, **kill}
+            "batch": batch, "visibility": CRASH_VISIBILITY_S, **kill}
     done = subprocess.run([sys.executable, "-m", "lifelink_local.proof.crash_worker", json.dumps(spec)],
                           capture_output=True, text=True, timeout=300, check=False)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
@@ -376,7 +378,6 @@ def scenario_c(ps: ProofStack, scale: Scale, rng: random.Random) -> list[Row]:
     pop = population(ps, app, 3, scale.c_followers, 0, scale.c_orders, rng, with_visits=False)
     poller = ps.poller("MetricsFunction")
     poller.stop()
-    before = ps.set_visibility("EventsQueue", CRASH_VISIBILITY_S)
     try:
         answers = ps.deliver(pop.callbacks)
         reports = []
@@ -388,11 +389,9 @@ def scenario_c(ps: ProofStack, scale: Scale, rng: random.Random) -> list[Row]:
                 if reports[-1]["killed"]:
                     break
     finally:
-        # the restarted consumer receives with the deployed timeout (a batch may take longer than 4 s); what the
-        # killed consumers held still comes back 4 s after they received it
-        ps.set_visibility("EventsQueue", before)
         poller.start()
     ps.wait_quiet()
+    dead = ps.queue_depth("EventsDLQ")
     killed = [r for r in reports if r["killed"]]
     refused = sum(answers.refused.values())
     points = "/".join(f"{r['writes']}w" + ("+fold" if r.get("kill_after_transactions") else "") for r in killed)
@@ -400,7 +399,7 @@ def scenario_c(ps: ProofStack, scale: Scale, rng: random.Random) -> list[Row]:
                  f"{points or '-'} writes), holding {sum(r['held'] for r in killed)} messages")
     rows = effect_rows(ps, pop, "c. consumer killed mid-batch", events_in)
     for r in rows:
-        r.facts.update(killed=len(killed), crash_reports=reports, refused_callbacks=refused)
+        r.facts.update(killed=len(killed), crash_reports=reports, refused_callbacks=refused, events_dlq=dead)
         r.explanation += f"; redelivered after the visibility timeout ({CRASH_VISIBILITY_S} s here)"
     return rows
 
@@ -430,8 +429,9 @@ def scenario_d(ps: ProofStack, scale: Scale, rng: random.Random) -> list[Row]:
     rows, truth = event_rows(ps, pop, scenario, answers, events_in)
     rows += effect_rows(ps, pop, scenario, events_in, truth)
     rows += outbound_rows(ps, app, scenario, events_in, jobs, note)
+    dead = ps.queue_depth("EventsDLQ")
     for r in rows:
-        r.facts["throttle"] = tally
+        r.facts.update(throttle=tally, events_dlq=dead)
     return rows
 
 
