@@ -92,9 +92,11 @@ def test_consumers_were_killed_mid_batch(proof: dict[str, Any]) -> None:
     assert any(r.get("kill_after_transactions") and r["transactions"] >= 1 for r in killed), reports  # after the fold
     assert any(r.get("kill_after") and r["writes"] >= 1 for r in killed), reports  # among the reactions' writes
     assert rows["welcome messages"]["expected"] == rows["counter gained"]["expected"]
+    assert rows["welcome messages"]["facts"]["events_dlq"] == 0  # nothing dead-lettered on the way
 
 
 def test_dynamodb_writes_were_throttled(proof: dict[str, Any]) -> None:
     rows = rows_of(proof, "d.")
     throttled = rows["coupons issued"]["facts"]["throttle"]["throttled"]
     assert sum(throttled.values()) > 0 and throttled.get("TransactWriteItems", 0) + throttled.get("UpdateItem", 0)
+    assert rows["coupons issued"]["facts"]["events_dlq"] == 0
