@@ -136,3 +136,17 @@ def test_a_request_answered_as_already_done_counts_once_and_is_reported():
     assert "  shares           4; UGC entries 0, votes 6 (refused 2)" in lines
     assert "  reservations     7 (refused 0)" in lines
     assert any(line.startswith("  repeated         2 request(s)") for line in lines)
+
+
+def test_lifelink_demo_is_a_command_with_users_speed_and_seed():
+    import pytest
+
+    from lifelink_local import cli
+    from lifelink_local.playbook import command
+
+    args = cli._parser().parse_args(["demo", "--users", "5", "--speed", "2.5", "--seed", "3"])
+    assert (args.users, args.speed, args.seed) == (5, 2.5, 3)
+    assert args.run is command._cli_run
+    for bad in (["demo", "--users", "0"], ["demo", "--speed", "-1"]):
+        with pytest.raises(SystemExit):
+            cli._parser().parse_args(bad)
