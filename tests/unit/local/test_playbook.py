@@ -7,6 +7,8 @@ import io
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from lifelink.domain.campaigns import Campaign
 from lifelink_local.playbook.driver import ARTICLE_URL, _token_of, demo_policy
 from lifelink_local.playbook.population import make_population
@@ -139,8 +141,6 @@ def test_a_request_answered_as_already_done_counts_once_and_is_reported():
 
 
 def test_lifelink_demo_is_a_command_with_users_speed_and_seed():
-    import pytest
-
     from lifelink_local import cli
     from lifelink_local.playbook import command
 
