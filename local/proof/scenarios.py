@@ -383,9 +383,9 @@ def scenario_c(ps: ProofStack, scale: Scale, rng: random.Random) -> list[Row]:
         reports = []
         for i in range(scale.c_crashes):  # alternately: among the reactions' writes, or just after the fold
             kill = {"kill_after": rng.randint(1, 2 * scale.c_batch)} if i % 2 == 0 else {"kill_after_transactions": 1}
+            batch = scale.c_batch if i % 2 == 0 else min(scale.c_batch, 20)  # a small fold commits in time
             for _ in range(3):  # a batch that needed fewer writes, or a handler error, did not die: try again
-                reports.append({**run_crash_worker(ps, "MetricsFunction", "EventsQueue", scale.c_batch, **kill),
-                                **kill})
+                reports.append({**run_crash_worker(ps, "MetricsFunction", "EventsQueue", batch, **kill), **kill})
                 if reports[-1]["killed"]:
                     break
     finally:
