@@ -364,7 +364,8 @@ class _MemLedger:
         with self._lock:
             return self.entries.get(ledger_key)
 
-    def claim(self, job: Any, owner: str, now: datetime, *, lease: timedelta, idempotent: bool) -> Any:
+    def claim(self, job: Any, owner: str, now: datetime, *, lease: timedelta, idempotent: bool,
+              new: bool = True) -> Any:
         from lifelink.store.ledger import Claim, LedgerEntry
 
         with self._lock:
@@ -392,9 +393,9 @@ class _MemLedger:
             return entry
 
     def finish(self, ledger_key: str, owner: str, status: Any, now: datetime, *, reason: str | None = None,
-               sub_code: str | None = None, retryable: bool | None = None, alipay_ref: str | None = None,
-               attempt: int | None = None) -> Any:
-        return self._swap(ledger_key, owner, status=status, reason=reason, sub_code=sub_code,
+               sub_code: str | None = None, sub_msg: str | None = None, retryable: bool | None = None,
+               alipay_ref: str | None = None, attempt: int | None = None) -> Any:
+        return self._swap(ledger_key, owner, status=status, reason=reason, sub_code=sub_code, sub_msg=sub_msg,
                           retryable=retryable if status is self._status.failed else None, alipay_ref=alipay_ref,
                           lease_until=None)
 

@@ -200,6 +200,17 @@ class _State:
     now: datetime
 
 
+def _settles(entry: LedgerEntry | None, job: OutboundJob, now: datetime) -> bool:
+    """Whether the ledger entry alone decides the record (see :meth:`OutboundGateway._settled`)."""
+    if entry is None:
+        return False
+    if entry.terminal:
+        return True
+    if entry.status is Status.sending:
+        return entry.lease_live(now) or job.channel not in IDEMPOTENT_CHANNELS
+    return False
+
+
 @dataclass(frozen=True)
 class _Booking:
     result: Literal["claimed", "not_claimed", "race", "rate_wait"]
@@ -207,6 +218,16 @@ class _Booking:
     attempts: int = 0
     granted: bool = False
     wait: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One worker-thread trip's result: what was read, what was decided (None: the entry settles the record),
+    and the booking when the decision was to send."""
+
+    state: _State
+    decision: Any
+    booked: _Booking | None
 
 
 # ---- the gateway -----------------------------------------------------------------------------------------
@@ -363,14 +384,11 @@ class OutboundGateway:
         if not _channel_fits(job.channel, app.record):
             return await self._close(record, job, Status.failed, R_CHANNEL_NOT_FOR_APP, now)
 
-        # One trip to a worker thread reads everything the decision needs (ledger entry, user facts, grants,
-        # counters); the entry alone may already settle the record, which costs a few wasted reads on a duplicate.
-        state = await asyncio.to_thread(self._read_state, job, app.policy, now)
-        settled = await self._settled(record, job, state.entry, now)
-        if settled is not None:
-            return settled
-
         if app.client is None:
+            state = await asyncio.to_thread(self._read_state, job, app.policy, now)
+            settled = await self._settled(record, job, state.entry, now)
+            if settled is not None:
+                return settled
             self._log.error("app keys unusable", extra={"app_id": job.app_id, "error": str(app.client_error)})
             attempts = state.entry.attempts if state.entry else 0
             await self._publish(job, "failed", R_APP_CONFIG, now, retryable=True, attempts=attempts)
@@ -378,12 +396,30 @@ class OutboundGateway:
         if app.attribution_key is None:
             raise RuntimeError(f"attribution key unavailable: {app.key_error}")
 
+        # One trip to a worker thread reads everything the decision needs (ledger entry, user facts, grants,
+        # counters: one request), decides, and when the answer is "send" books the send (claim, counters, grant,
+        # rate slot). The entry alone may already settle the record, which costs a few wasted reads on a duplicate.
         for _ in range(2):  # a second round when another container took the last counter slot meanwhile
-            outcome = await self._decide_and_send(record, job, app, state)
+            owner = uuid.uuid4().hex
+            planned = await asyncio.to_thread(self._read_decide_book, job, app.policy, self._clock(), owner)
+            settled = await self._settled(record, job, planned.state.entry, planned.state.now)
+            if settled is not None:
+                return settled
+            outcome = await self._act(record, job, app, planned, owner)
             if outcome is not None:
                 return outcome
-            state = await asyncio.to_thread(self._read_state, job, app.policy, self._clock())
+            now = self._clock()
         return await self._retry(record, "busy", "counter_contention", job)
+
+    def _read_decide_book(self, job: OutboundJob, policy: MessagePolicy, now: datetime, owner: str) -> _Planned:
+        """In a worker thread: read, decide, and book when the decision is to send."""
+        state = self._read_state(job, policy, now)
+        if _settles(state.entry, job, now):
+            return _Planned(state, None, None)
+        decision = decide(job, policy, state.facts, now)
+        if isinstance(decision, Expired | Skip | Capped | Hold):
+            return _Planned(state, decision, None)
+        return _Planned(state, decision, self._book(job, policy, state, owner, now))
 
     def _read_state(self, job: OutboundJob, policy: MessagePolicy, now: datetime) -> _State:
         user_key = job.recipient.key
@@ -410,11 +446,11 @@ class OutboundGateway:
                 return await self._unknown(record, job, now)
         return None
 
-    async def _decide_and_send(
-        self, record: QueueRecord, job: OutboundJob, app: _App, state: _State
+    async def _act(
+        self, record: QueueRecord, job: OutboundJob, app: _App, planned: _Planned, owner: str
     ) -> RecordOutcome | None:
+        state, decision, booked = planned.state, planned.decision, planned.booked
         now = state.now
-        decision = decide(job, app.policy, state.facts, now)
         if isinstance(decision, Expired | Skip):
             return await self._close(record, job, Status.skipped, decision.reason, now)
         if isinstance(decision, Capped):
@@ -423,11 +459,10 @@ class OutboundGateway:
             return await self._hold(record, job, decision, state.entry, now)
 
         # ---- send ----
-        # Claim, counters, grant and rate slot in one trip to a worker thread. Everything that may wait on I/O
-        # happens before the rate slot: between the slot and the request there is only CPU work on this loop
-        # (build, sign, send), so requests leave in the order and spacing reserved.
-        owner = uuid.uuid4().hex
-        booked = await asyncio.to_thread(self._book, job, app.policy, state, owner, now)
+        # The booking happened in the worker thread, last thing before coming back: between the rate slot and the
+        # request there is only CPU work on this loop (build, sign, send), so requests leave in the order and
+        # spacing reserved.
+        assert booked is not None
         if booked.result == "not_claimed":
             settled = await self._settled(record, job, booked.entry, now)
             return settled or await self._park(record, "busy", "in_flight", job, 30)

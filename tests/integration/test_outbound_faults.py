@@ -54,9 +54,10 @@ from lifelink_local.simulator import AlipaySimulator
 from tests.conftest import AWS_ENV, TEMPLATE, KeyPair
 from tests.integration.outbound_support import Fleet, atomic_moto_backends, drain
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
-
 N_JOBS = int(os.environ.get("LIFELINK_FAULT_JOBS", "300"))
+RUN_DEADLINE_S = 900 + 0.3 * N_JOBS  # the gateway's run; ~0.15 s a job on moto in-process, on one core
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(int(RUN_DEADLINE_S) + 600)]
 CONTAINERS = int(os.environ.get("LIFELINK_FAULT_CONTAINERS", "4"))
 CLIENT_TIMEOUT_S = 0.5
 SIM_TIMEOUT_S = 0.9
@@ -377,7 +378,7 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
         prepare=short_timeout,
     )
     try:
-        stats = fleet.run(deadline_s=900, feed=bodies)
+        stats = fleet.run(deadline_s=RUN_DEADLINE_S, feed=bodies)
     finally:
         fleet.close()
 
@@ -493,10 +494,13 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
             assert entry.alipay_ref in refs, f"the ledger's {entry.alipay_ref} never arrived: {job.key}"
         executed_faults = sum(1 for c in job_calls if c["fault"] and c["executed"])
         if job.sim_key[0] in ("voucher", "mini"):
-            # an idempotency key (out_biz_no) or a one-time grant: never twice, whatever the faults
-            assert len(got) == 1 if sent else len(got) <= min(1, executed_faults), (job.key, len(got), job_calls)
+            # an idempotency key (out_biz_no) or a one-time grant: never twice, whatever the faults. Executed but
+            # not known to the ledger: a fault Alipay executed, or a clean answer after the client's timeout.
+            unseen = executed_faults + lost["10000"]
+            assert len(got) == 1 if sent else len(got) <= min(1, unseen), (job.key, len(got), job_calls)
             if not sent and got:
-                delivered_though_failed[f"{job.sim_key[0]}: executed, answered 20000/timeout, then failed"] += 1
+                why = "answered 20000/timeout" if executed_faults else "answered after the client's timeout"
+                delivered_though_failed[f"{job.sim_key[0]}: executed, {why}, then failed"] += 1
             continue
         clean_ok = sum(1 for c in job_calls if c["fault"] is None and c["code"] == "10000")
         timeout_delivered = sum(1 for c in job_calls if c["fault"] == "timeout" and c["code"] == "10000")
