@@ -86,8 +86,12 @@ def _outbound(conf: dict[str, Any]) -> list[dict[str, Any]]:
 def test_the_summary_matches_what_the_simulator_received(running):
     out, conf = running["output"], running["conf"]
     received = Counter(r["method"] for r in _outbound(conf))
-    assert _first_number(_summary(out, "template sent")) == received[SINGLE_SEND]
-    assert _first_number(_summary(out, "coupons sent")) == received[VOUCHER_SEND]
+    failed = int(re.search(r"failed (\d+)", _summary(out, "messages")).group(1))  # type: ignore[union-attr]
+    # Every send the ledger calls sent arrived. A send that timed out (or whose outcome was unknown) may still have
+    # been executed by Alipay: it arrived but is counted failed, never sent.
+    template_sent = _first_number(_summary(out, "template sent"))
+    assert template_sent <= received[SINGLE_SEND] <= template_sent + failed
+    assert _first_number(_summary(out, "coupons sent")) == received[VOUCHER_SEND]  # out_biz_no: exactly once
     at_sim = _summary(out, "at the simulator")
     assert at_sim.startswith(f"{received[SINGLE_SEND]} template messages, {received[TOTAL_SEND]} broadcast "
                              f"deliveries, {received[VOUCHER_SEND]} coupons")
@@ -98,7 +102,7 @@ def test_the_summary_matches_what_the_simulator_received(running):
     # the article went to every follower still following (one broadcast, one delivery each)
     assert received[TOTAL_SEND] == USERS - int(follows.group(3))
     sent = int(re.search(r"sent (\d+)", _summary(out, "messages")).group(1))  # type: ignore[union-attr]
-    assert sent >= received[SINGLE_SEND] + received[VOUCHER_SEND]  # plus the broadcast (one job)
+    assert sent >= template_sent + received[VOUCHER_SEND]  # plus the broadcast (one job)
 
 
 def test_every_follower_is_welcomed_once_and_the_report_is_written(running):
