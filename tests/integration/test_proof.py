@@ -100,3 +100,38 @@ def test_dynamodb_writes_were_throttled(proof: dict[str, Any]) -> None:
     throttled = rows["coupons issued"]["facts"]["throttle"]["throttled"]
     assert sum(throttled.values()) > 0 and throttled.get("TransactWriteItems", 0) + throttled.get("UpdateItem", 0)
     assert rows["coupons issued"]["facts"]["events_dlq"] == 0
+
+
+def test_throttled_writes_are_answered_as_dynamodb_does_and_write_nothing() -> None:
+    import uuid
+
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from lifelink_local.moto_faults import DynamoThrottle
+    from lifelink_local.motoserver import MotoServer
+
+    with MotoServer(0) as server:
+        throttle = DynamoThrottle(share=1.0, seed=1)
+        server.wrap_app(throttle)
+        ddb = boto3.client("dynamodb", endpoint_url=server.endpoint_url, region_name="us-east-1",
+                           aws_access_key_id="local", aws_secret_access_key="local",
+                           config=Config(retries={"mode": "standard", "max_attempts": 2}))
+        table = f"proof-{uuid.uuid4().hex[:8]}"
+        ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+        throttle.enable()
+        with pytest.raises(ClientError) as put:
+            ddb.put_item(TableName=table, Item={"pk": {"S": "a"}})
+        assert put.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+        assert put.value.response["ResponseMetadata"]["RetryAttempts"] >= 1  # the SDK saw a throttle and retried
+        with pytest.raises(ClientError) as tx:
+            ddb.transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": {"pk": {"S": "b"}}}}])
+        assert tx.value.response["Error"]["Code"] == "ThrottlingException"
+        assert ddb.scan(TableName=table)["Count"] == 0  # reads pass; nothing was written
+        throttle.enable(share=0.0)
+        ddb.put_item(TableName=table, Item={"pk": {"S": "a"}})
+        assert ddb.get_item(TableName=table, Key={"pk": {"S": "a"}})["Item"]
+        assert throttle.tally()["throttled"]["PutItem"] >= 2 and throttle.tally()["seen"]["PutItem"] >= 3
