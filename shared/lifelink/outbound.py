@@ -25,6 +25,7 @@ must come back later is a failure, and its visibility has already been set here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -486,17 +487,29 @@ class OutboundGateway:
         if claim.result != "claimed":
             return _Booking("not_claimed", entry=claim.entry)
         assert claim.entry is not None
-        if not self._counters.take(state.plan):
-            self._ledger.release(job.ledger_key, owner, self._clock(), "counter_race")
-            return _Booking("race")
-        granted = False
-        if state.template_id and state.user_key:
-            granted = self._audience.consume_grant(job.app_id, state.user_key, state.template_id)
-            if not granted:
-                self._counters.give_back(state.plan)
-                self._ledger.release(job.ledger_key, owner, self._clock(), "grant_race")
+        taken = granted = False
+        try:
+            if not self._counters.take(state.plan):
+                self._ledger.release(job.ledger_key, owner, self._clock(), "counter_race")
                 return _Booking("race")
-        wait = self._rate.reserve(job.app_id, policy.paced_rate, self._rate_max_wait)
+            taken = True
+            if state.template_id and state.user_key:
+                granted = self._audience.consume_grant(job.app_id, state.user_key, state.template_id)
+                if not granted:
+                    self._counters.give_back(state.plan)
+                    self._ledger.release(job.ledger_key, owner, self._clock(), "grant_race")
+                    return _Booking("race")
+            wait = self._rate.reserve(job.app_id, policy.paced_rate, self._rate_max_wait)
+        except Exception:
+            # A write between the claim and the call failed (e.g. throttled past the SDK's retries). Alipay was
+            # not called: give the claim back (best effort), or its lease would expire into
+            # failed(outcome_unknown) and a job never sent would never be sent.
+            if taken:
+                with contextlib.suppress(Exception):
+                    self._give_back(job, state, granted)
+            with contextlib.suppress(Exception):
+                self._ledger.release(job.ledger_key, owner, self._clock(), R_INTERNAL)
+            raise
         if wait is None:
             self._give_back(job, state, granted)
             self._ledger.release(job.ledger_key, owner, self._clock(), R_RATE_WAIT)

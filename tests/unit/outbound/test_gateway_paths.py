@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import boto3
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
 from lifelink.alipay.keys import public_key_one_line
 from lifelink.domain.messages import parse_job
@@ -555,6 +556,38 @@ def test_a_template_message_stuck_in_sending_is_settled_unknown_and_never_resent
     assert len(gw.calls_for(user)) == 1  # at most once: not called again
     gw.enqueue(body)
     assert [o.status for o in gw.poll()] == ["duplicate"] and len(gw.calls_for(user)) == 1
+
+
+class ThrottledOnce(RateLimiter):
+    """A rate limiter whose first write is still throttled after the SDK's retries."""
+
+    failures = 1
+
+    def reserve(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                              "UpdateItem")
+        return super().reserve(*args, **kwargs)
+
+
+def test_a_write_failing_between_the_claim_and_the_call_gives_the_claim_back_and_the_job_is_sent(
+    gw: Harness,
+) -> None:
+    user = gw.follower()
+    body = template_job(gw, user, "throttled", kind="transactional")
+    key = key_of(body)
+    throttled, loop = gw.container(rate_limiter=ThrottledOnce(gw.ddb, gw.table))
+    gw.enqueue(body)
+    (failed,) = gw.poll(throttled, loop)
+    assert failed.disposition == "retry"
+    entry = gw.ledger.get(key)
+    assert entry and entry.status is Status.planned and gw.calls_for(user) == []  # claim given back, no call
+    gw.clock.at += timedelta(minutes=5)  # long past the 90 s lease: nothing to settle as outcome_unknown
+    gw.time_passes()
+    (sent,) = gw.poll(throttled, loop)
+    assert (sent.status, sent.disposition) == ("sent", "ack")
+    assert gw.ledger.get(key).status is Status.sent and len(gw.calls_for(user)) == 1
 
 
 def test_a_coupon_stuck_in_sending_is_resent_with_the_same_out_biz_no_and_issued_once(gw: Harness) -> None:
