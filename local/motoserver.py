@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -107,19 +109,43 @@ class MotoServer:
     """moto's threaded server bound to 127.0.0.1, each request atomic (:func:`atomic_backends`).
 
     ``port=None`` reads ``LIFELINK_MOTO_PORT`` (default 5000); ``port=0`` picks a free port (tests).
+    ``process=True`` runs it in a child process of its own (``python -m lifelink_local.motoserver``): moto's CPU
+    then runs on another core than the functions' (one Python process uses one core at a time). The child exits
+    when :meth:`stop` is called or when this process goes away (its stdin closes).
     """
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", *, process: bool = False) -> None:
         if port is None:
             port = int(os.environ.get(PORT_ENV, DEFAULT_PORT))
         self._host = host
         self._requested_port = port
+        self._process = process
+        self._child: subprocess.Popen[str] | None = None
         self._server: ThreadedMotoServer | None = None
         self._endpoint: str | None = None
         self._atomic: Any = None
 
+    def _start_child(self) -> str:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "lifelink_local.motoserver", "--host", self._host, "--port",
+             str(self._requested_port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert child.stdout is not None
+        line = child.stdout.readline().strip()
+        if not line.startswith("http://"):
+            child.kill()
+            raise RuntimeError(f"moto's server process did not start (said {line!r})")
+        self._child = child
+        return line
+
     def start(self) -> str:
         """Start the server (idempotent) and return its endpoint URL, e.g. ``http://127.0.0.1:5000``."""
+        if self._process:
+            if self._child is None:
+                self._endpoint = self._start_child()
+            assert self._endpoint is not None
+            return self._endpoint
         if self._server is None:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
             self._atomic = atomic_backends()
@@ -134,6 +160,8 @@ class MotoServer:
 
     def wrap_app(self, middleware: Callable[[Any], Any]) -> None:
         """Put a WSGI middleware in front of the running server (local/moto_faults.py: injected throttling)."""
+        if self._process:
+            raise RuntimeError("wrap_app needs moto's server in this process (process=False)")
         inner = getattr(self._server, "_server", None)
         if inner is None:
             raise RuntimeError("moto server not started")
@@ -146,6 +174,15 @@ class MotoServer:
         return self._endpoint
 
     def stop(self) -> None:
+        if self._child is not None:
+            child, self._child, self._endpoint = self._child, None, None
+            if child.stdin is not None:
+                child.stdin.close()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -167,3 +204,27 @@ def start_moto(port: int | None = None) -> MotoServer:
     server = MotoServer(port)
     server.start()
     return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lifelink_local.motoserver [--port N] [--host H]``: serve until stdin closes; the endpoint URL is
+    the first line printed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lifelink_local.motoserver")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=None)
+    args = parser.parse_args(argv)
+    server = MotoServer(args.port, args.host)
+    print(server.start(), flush=True)
+    try:
+        sys.stdin.read()  # until the parent closes our stdin (stop()) or goes away
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -107,6 +107,7 @@ class LocalStack:
     alipay_port: int | None = None
     log_level: str = "WARNING"
     time_scale: float = LOCAL_TIME_SCALE
+    moto_process: bool = False  # moto's server in a child process: its CPU on another core (make run, demo)
     moto: MotoServer | None = None
     sim: AlipaySimulator | None = None
     front: Front | None = None
@@ -120,7 +121,7 @@ class LocalStack:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> LocalStack:
-        self.moto = MotoServer(self.moto_port)
+        self.moto = MotoServer(self.moto_port, process=self.moto_process)
         endpoint = self.moto.start()
         os.environ.update(
             AWS_ENDPOINT_URL=endpoint,
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    stack = LocalStack(args.state_dir, log_level="INFO" if args.verbose else "WARNING")
+    stack = LocalStack(args.state_dir, log_level="INFO" if args.verbose else "WARNING", moto_process=True)
     try:
         stack.start()
         up = time.monotonic() - started

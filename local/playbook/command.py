@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from lifelink_local.stack import LocalStack
 
     stack = LocalStack(args.state_dir, moto_port=0, api_port=0, alipay_port=0,
-                       log_level="INFO" if args.verbose else "WARNING")
+                       log_level="INFO" if args.verbose else "WARNING", moto_process=True)
     try:
         stack.start()
         print(f"lifelink local stack up (API {stack.conf['api_url']}, simulator {stack.conf['alipay_gateway_url']})",
