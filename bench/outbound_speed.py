@@ -402,11 +402,12 @@ class _MemLedger:
     def release(self, ledger_key: str, owner: str, now: datetime, reason: str) -> Any:
         return self._swap(ledger_key, owner, status=self._status.planned, reason=reason, lease_until=None)
 
-    def close(self, job: Any, status: Any, reason: str, now: datetime) -> Any:
+    def close(self, job: Any, status: Any, reason: str, now: datetime, *, sub_code: str | None = None) -> Any:
         from lifelink.store.ledger import LedgerEntry
 
         with self._lock:
-            entry = LedgerEntry(ledger_key=job.ledger_key, status=status, reason=reason, app_id=job.app_id)
+            entry = LedgerEntry(ledger_key=job.ledger_key, status=status, reason=reason, app_id=job.app_id,
+                                sub_code=sub_code)
             self.entries[job.ledger_key] = entry
             return entry
 
