@@ -30,6 +30,7 @@ from lifelink_local.cli import main
 from lifelink_local.front import Front
 from lifelink_local.handlers import LambdaContext
 from lifelink_local.provision import Provisioned, provision
+from tests.aws_env import use_moto_endpoint
 from tests.unit.api.test_campaign_admin import MINI_APP, ROLE, TARGET, definition, register_world
 
 pytestmark = pytest.mark.integration
@@ -66,15 +67,8 @@ def stack() -> Iterator[Stack]:
     front: Front | None = None
     try:
         moto_url = f"http://{host}:{port}"
-        mp.setenv("AWS_ENDPOINT_URL", moto_url)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.delenv("AWS_SESSION_TOKEN", raising=False)
-        mp.delenv("AWS_PROFILE", raising=False)
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.setenv("AWS_REGION", REGION)
+        use_moto_endpoint(mp, moto_url, REGION)
         mp.delenv("LIFELINK_API_URL", raising=False)
-        aws_clients.client.cache_clear()
         provisioned = provision(prefix="campaign-admin")
         dynamodb, table = boto3.client("dynamodb"), provisioned.tables["StateTable"]
         register_world(dynamodb, table)

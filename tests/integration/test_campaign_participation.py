@@ -41,6 +41,7 @@ from lifelink.store.ledger import Ledger, Status
 from lifelink.store.participation import Participation, Refused, vote_day
 from lifelink_local.handlers import LambdaContext
 from lifelink_local.provision import Provisioned, provision
+from tests.aws_env import use_moto_endpoint
 from tests.integration.outbound_support import atomic_moto_backends
 from tests.unit.api.conftest import iam_event
 from tests.unit.participation.factory import DAY, MINI_APP, definition, store_in_state
@@ -109,14 +110,7 @@ def stack() -> Iterator[Stack]:
     host, port = server.get_host_and_port()
     try:
         with atomic_moto_backends():
-            mp.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-            mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-            mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-            mp.delenv("AWS_SESSION_TOKEN", raising=False)
-            mp.delenv("AWS_PROFILE", raising=False)
-            mp.setenv("AWS_DEFAULT_REGION", REGION)
-            mp.setenv("AWS_REGION", REGION)
-            aws_clients.client.cache_clear()
+            use_moto_endpoint(mp, f"http://{host}:{port}", REGION)
             provisioned = provision(prefix="participation")
             ddb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
             table = provisioned.tables["StateTable"]

@@ -29,6 +29,7 @@ from lifelink_local.front import Front
 from lifelink_local.handlers import load_function, module_name_for
 from lifelink_local.provision import Provisioned, provision
 from tests.api_routes import INTERNAL_ROUTES
+from tests.aws_env import use_moto_endpoint
 from tests.conftest import KeyPair
 
 pytestmark = pytest.mark.integration
@@ -53,14 +54,7 @@ def stack(app_keys: KeyPair, alipay_keys: KeyPair) -> Iterator[Stack]:
     host, port = server.get_host_and_port()
     front: Front | None = None
     try:
-        mp.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.delenv("AWS_SESSION_TOKEN", raising=False)
-        mp.delenv("AWS_PROFILE", raising=False)
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.setenv("AWS_REGION", REGION)
-        aws_clients.client.cache_clear()
+        use_moto_endpoint(mp, f"http://{host}:{port}", REGION)
         provisioned = provision(prefix="internal-api")
         registry = AppRegistry(
             boto3.client("dynamodb"), provisioned.tables["StateTable"], boto3.client("secretsmanager")
