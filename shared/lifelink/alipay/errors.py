@@ -27,6 +27,7 @@ _ID_MEMBER = re.compile(
 )
 _ID_PARAM = re.compile(r"((?:^|[&?\s：:,])[a-z_]*(?:user_id|open_id|union_id|logon_id)=)[^&\s]*", re.I)
 _USER_ID = re.compile(r"2088\d{12}")
+_TRACKING = re.compile(r"([?&]ll=)[^&\s\"\\]*")  # an attribution token in a quoted link (domain.attribution.PARAM)
 _LONG_BASE64 = re.compile(r"[A-Za-z0-9+/]{100,}={0,2}")  # keys, certificates, ciphertext: never kept
 
 
@@ -41,6 +42,7 @@ def redact_sub_msg(sub_msg: str | None, limit: int = SUB_MSG_LIMIT) -> str | Non
     text = _ID_MEMBER.sub(r'\1"***"', text)
     text = _ID_PARAM.sub(r"\1***", text)
     text = _USER_ID.sub("2088***", text)
+    text = _TRACKING.sub(r"\1***", text)
     text = _LONG_BASE64.sub(lambda m: f"[{len(m.group())} base64 chars]", text)
     if len(text) > limit:
         head = min(_SUB_MSG_HEAD, limit // 2 + limit // 8)

@@ -49,3 +49,12 @@ def test_the_errors_message_carries_the_redacted_sub_msg_and_the_attribute_the_r
     assert "2088102122524333" not in str(error) and "202501BB1cf8a2b5e3" not in str(error)
     assert "isv.invalid-signature" in str(error)
     assert error.sub_msg == raw
+
+
+def test_an_attribution_token_in_a_quoted_link_is_masked() -> None:
+    from lifelink.alipay.errors import redact_sub_msg
+
+    quoted = ('biz_content={"template":{"context":{"url":'
+              '"pages/welcome/index?from=follow&ll=1MjAyMTAwMDAwMDAwMDg4MQIb"}}}')
+    kept = redact_sub_msg(quoted)
+    assert kept is not None and "1MjAyMTAw" not in kept and "&ll=***" in kept and "from=follow" in kept

@@ -23,7 +23,9 @@ from lifelink.store.apps import AppRecord
 from lifelink.store.profiles import Profile, ProfileRead
 from lifelink.store.rule_state import RuleState
 
-NOW = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
+# 12:00 in Shanghai today: the rules compare event times with the real clock (event age, due windows), so a fixed date
+# goes stale a day later.
+NOW = datetime.now(UTC).replace(hour=4, minute=0, second=0, microsecond=0)
 MINI, LIFE = "2021004100000002", "2021004100000001"
 U1, U2 = "2088000000000001", "2088000000000002"
 COUPON = "ACT_BROWSE"
