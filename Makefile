@@ -55,7 +55,8 @@ test: $(STAMP)
 	wait $$fault; fault_rc=$$?; \
 	echo "---- the outbound fault test ($(FAULT_JOBS) jobs, $(FAULT_LOG)) ----"; \
 	grep -v '^ *$$' $(FAULT_LOG) | tail -45; \
-	if [ $$fault_rc -ne 0 ]; then echo "the outbound fault test failed (rc=$$fault_rc): see $(FAULT_LOG)"; fi; \
+	if [ $$fault_rc -ne 0 ]; then grep -E '^(E |FAILED|ERROR)' $(FAULT_LOG) | head -40; \
+	  echo "the outbound fault test failed (rc=$$fault_rc): see $(FAULT_LOG)"; fi; \
 	exit $$(( rest != 0 ? rest : fault_rc ))
 
 # ARCH=arm64 (default) or x86_64: the functions' architecture and the layer's wheels, kept in step.

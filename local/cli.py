@@ -269,10 +269,18 @@ def _queue_pair(args: argparse.Namespace) -> Any:
 
 
 def dlq_show(args: argparse.Namespace) -> dict[str, Any]:
-    from lifelink_local.dlq import show
+    from lifelink_local.dlq import describe_outbound, show
 
     sqs, pair = _queue_pair(args)
-    return show(sqs, pair)
+    describe = None
+    if pair.name == "outbound":
+        import boto3
+
+        from lifelink.store.ledger import Ledger
+
+        table, _ = _state_table(args)
+        describe = describe_outbound(Ledger(boto3.client("dynamodb"), table).get)
+    return show(sqs, pair, describe=describe)
 
 
 def dlq_redrive(args: argparse.Namespace) -> dict[str, Any]:

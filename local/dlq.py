@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +15,11 @@ class QueuePair:
     dlq_url: str
 
 
-def show(sqs: Any, pair: QueuePair, limit: int = 10) -> dict[str, Any]:
-    """Depth and up to ``limit`` sample messages. Peeked messages become visible again at once."""
+def show(
+    sqs: Any, pair: QueuePair, limit: int = 10, describe: Callable[[str], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Depth and up to ``limit`` sample messages. Peeked messages become visible again at once. ``describe`` adds
+    what is known about a message now (for outbound jobs: the ledger's state)."""
     attrs = sqs.get_queue_attributes(
         QueueUrl=pair.dlq_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]
@@ -35,6 +39,7 @@ def show(sqs: Any, pair: QueuePair, limit: int = 10) -> dict[str, Any]:
             "message_id": m["MessageId"],
             "receive_count": m.get("Attributes", {}).get("ApproximateReceiveCount"),
             **summary,
+            **(describe(m["Body"]) if describe else {}),
         })
     return {
         "queue": pair.name,
@@ -72,3 +77,28 @@ def redrive(sqs: Any, pair: QueuePair, max_messages: int | None = None) -> dict[
             failed = [f.get("Message", "") for f in sent.get("Failed", [])]
             return {"queue": pair.name, "moved": moved, "error": f"send to source failed: {failed}"}
     return {"queue": pair.name, "moved": moved}
+
+
+def describe_outbound(ledger_get: Callable[[str], Any]) -> Callable[[str], dict[str, Any]]:
+    """For an outbound job in the DLQ: its channel, ledger key and what the ledger says now. Each copy of a job has
+    its own five receives, so a copy can reach the DLQ while its sibling copy goes on to finish the job; such a
+    stale copy is harmless (redriven, the gateway acknowledges it as a duplicate) and is marked so."""
+    from lifelink.domain.messages import parse_job
+
+    def describe(body: str) -> dict[str, Any]:
+        try:
+            job = parse_job(body)
+        except Exception as exc:  # a poison body: say why, as the gateway did
+            return {"invalid": str(exc)[:200]}
+        entry = ledger_get(job.ledger_key)
+        out: dict[str, Any] = {"channel": job.channel.value, "ledger_key": job.ledger_key}
+        if entry is None:
+            out["ledger"] = "none (never booked)"
+            return out
+        out["ledger"] = entry.status.value + (f"({entry.reason})" if entry.reason else "")
+        out["attempts"] = entry.attempts
+        if entry.terminal:
+            out["note"] = "finished by another copy: redrive acknowledges it, or purge it"
+        return out
+
+    return describe

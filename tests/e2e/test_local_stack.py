@@ -201,7 +201,7 @@ def test_cli_names_the_mistake_when_the_app_public_key_is_given_as_alipays(runni
 
 def test_dlq_show_and_redrive_move_a_dead_letter_back_to_its_consumer(running):
     """A follow event parked on the events DLQ is shown, redriven, and then handled by the consumer."""
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     import boto3
 
@@ -230,6 +230,19 @@ def test_dlq_show_and_redrive_move_a_dead_letter_back_to_its_consumer(running):
         time.sleep(0.2)
     assert item["following"]["BOOL"] is True
     assert _cli(running, "dlq", "show", "nosuch").returncode == 2
+
+    # an outbound job in its DLQ is shown with what the send ledger says of it (here: never booked)
+    job = {"app_id": life, "channel": "life_template", "recipient": {"user_id": "2088102100009998"},
+           "content": {"template_id": "TPL-DLQ", "keywords": [{"value": "x"}]}, "campaign": "dlq-e2e",
+           "kind": "transactional", "not_after": (now + timedelta(days=1)).isoformat()}
+    out_dlq = conf["queues"]["outbound"]["dlq_url"]
+    sqs = boto3.client("sqs", **aws)
+    sqs.send_message(QueueUrl=out_dlq, MessageBody=json.dumps(job))
+    shown = json.loads(_cli(running, "--json", "dlq", "show", "outbound").stdout)
+    sample = next(s for s in shown["samples"] if s.get("ledger_key", "").startswith(f"{life}|dlq-e2e|"))
+    assert (sample["channel"], sample["ledger"]) == ("life_template", "none (never booked)")
+    for m in sqs.receive_message(QueueUrl=out_dlq, MaxNumberOfMessages=10).get("Messages", []):
+        sqs.delete_message(QueueUrl=out_dlq, ReceiptHandle=m["ReceiptHandle"])
 
 
 def test_cli_configures_an_apps_message_policy_and_refuses_a_bad_one(running):

@@ -46,12 +46,13 @@ from lifelink.domain.messages import parse_job
 from lifelink.store import aws as aws_clients
 from lifelink.store.apps import AppRecord, AppRegistry
 from lifelink.store.audience import Audience
-from lifelink.store.ledger import LedgerEntry, Status
+from lifelink.store.ledger import LedgerEntry, Status, ledger_item_key
+from lifelink_local.dlq import QueuePair, redrive
 from lifelink_local.provision import provision
 from lifelink_local.sim_methods import CARD_UPDATE, CUSTOM_SEND, MINI_TEMPLATE_SEND, SINGLE_SEND, VOUCHER_SEND
 from lifelink_local.simulator import AlipaySimulator
 from tests.conftest import AWS_ENV, TEMPLATE, KeyPair
-from tests.integration.outbound_support import Fleet, atomic_moto_backends, drain
+from tests.integration.outbound_support import Fleet, atomic_moto_backends, drain, send_all
 
 N_JOBS = int(os.environ.get("LIFELINK_FAULT_JOBS", "300"))
 RUN_DEADLINE_S = 900 + 0.3 * N_JOBS  # the gateway's run; ~0.15 s a job on moto in-process, on one core
@@ -342,6 +343,36 @@ def ledger_answers(entry: LedgerEntry) -> list[str]:
 # ---- the test ----------------------------------------------------------------------------------------------
 
 
+def redrive_stale_copies(
+    stack: Stack, messages: list[dict[str, Any]], entries: dict[str, LedgerEntry], events: dict[str, dict[str, Any]]
+) -> None:
+    """Put the stale copies back on the DLQ, redrive them as an operator would, and run the gateway on them: each
+    is acknowledged as a duplicate, Alipay sees no call, the ledger is unchanged, and the only events are copies
+    of outcome events already published."""
+    dlq_url = stack.res.queues["OutboundDLQ"]
+    send_all(stack.sqs, dlq_url, [m["Body"] for m in messages])
+    pair = QueuePair("outbound", stack.env["OUTBOUND_QUEUE_URL"], dlq_url)
+    assert redrive(stack.sqs, pair) == {"queue": "outbound", "moved": len(messages)}
+    calls_before = len(stack.sim.calls()) + len(stack.dlq_sim.calls())
+    fleet = Fleet(lambda: boto3.client("sqs"), pair.url, stack.res.queue_arns["OutboundQueue"], containers=1)
+    try:
+        stats = fleet.run(deadline_s=300)
+    finally:
+        fleet.close()
+    assert stats.records == len(messages) and stats.retried == 0, stats
+    assert len(stack.sim.calls()) + len(stack.dlq_sim.calls()) == calls_before, "a redriven stale copy called Alipay"
+    for m in messages:
+        key = parse_job(m["Body"]).ledger_key
+        after = LedgerEntry.from_item(
+            stack.ddb.get_item(TableName=stack.table, Key=ledger_item_key(key), ConsistentRead=True)["Item"]
+        )
+        assert after == entries[key], (key, after, entries[key])
+    again = [json.loads(m["Body"]) for m in drain(stack.sqs, stack.env["EVENTS_QUEUE_URL"])]
+    for e in again:
+        assert e["event_id"] in events, f"a redriven stale copy published a new event: {e}"
+    assert drain(stack.sqs, dlq_url) == []
+
+
 @dataclass
 class Tally:
     lines: list[str] = field(default_factory=list)
@@ -406,7 +437,12 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
         else:
             copies[e["event_id"]] = e
     outcome_events = list(copies.values())
-    dlq_keys = Counter(parse_job(m["Body"]).ledger_key for m in drain(stack.sqs, stack.res.queues["OutboundDLQ"]))
+    # A run makes a stale DLQ copy (see below) only now and then (about once in 20,000 copies); one more, of a
+    # sent job, is planted so that redriving stale copies is checked on every run.
+    planted = next(j for j in jobs if j.kind == "template" and entries[j.key].status is Status.sent)
+    send_all(stack.sqs, stack.res.queues["OutboundDLQ"], [json.dumps(planted.body, ensure_ascii=False)])
+    dlq_messages = drain(stack.sqs, stack.res.queues["OutboundDLQ"])
+    dlq_keys = Counter(parse_job(m["Body"]).ledger_key for m in dlq_messages)
     calls = [c for s in (stack.sim, stack.dlq_sim) for c in s.calls()]
     deliveries = [d for s in (stack.sim, stack.dlq_sim) for d in s.outbound()]
 
@@ -464,7 +500,13 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
             assert entry.reason == "daily_cap", entry
         if job.kind not in ("cap",) and not job.expect:
             assert entry.status in (Status.sent, Status.failed), (job.key, entry)
-    assert set(dlq_keys) == dlq_jobs, "the DLQ holds exactly the jobs the ledger leaves unfinished"
+    # Each copy of a job has its own five receives. A copy can spend them (failures, waits for its sibling's
+    # lease) and reach the DLQ while its sibling copy goes on to finish the job: a stale copy. It is harmless:
+    # redriven, the gateway finds the job finished and acknowledges it (checked below).
+    stale = {key: n for key, n in dlq_keys.items() if key not in dlq_jobs}
+    for key in stale:
+        assert entries[key].terminal, f"{key} is in the DLQ, but the ledger says {entries[key].status}"
+    assert dlq_jobs <= set(dlq_keys), "the DLQ holds every job the ledger leaves unfinished"
     assert all(n <= CAP_PER_DAY for n in sent_by_cap_user.values()), sent_by_cap_user
     assert capped["daily_cap"] > 0
     assert len(entries) == len(jobs), "no ledger entry for anything but the jobs"
@@ -572,6 +614,12 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
     assert fault_tally["rate_limited"] and dlq_jobs and replays > 0
     assert any(entries[j.key].status is Status.sent and entries[j.key].attempts > 1 for j in jobs)
 
+    # ---- stale DLQ copies: `dlq redrive` moves them back; the gateway calls nobody and changes nothing -------
+    assert planted.key in stale
+    if stale:
+        redrive_stale_copies(stack, [m for m in dlq_messages if parse_job(m["Body"]).ledger_key in stale], entries,
+                             copies)
+
     # ---- the tally ------------------------------------------------------------------------------------------
     t = Tally()
     t.section(f"fault test: {N_JOBS} jobs x 2 deliveries, {CONTAINERS} containers, faults {FAULTS}")
@@ -584,7 +632,8 @@ def test_ten_thousand_jobs_delivered_twice_under_faults(stack: Stack, tmp_path: 
         t.row(f"  skipped {reason}", n)
     for reason, n in sorted(capped.items()):
         t.row(f"  capped {reason}", n)
-    t.row("DLQ: jobs / messages", f"{len(dlq_jobs)} / {dlq_keys.total()}")
+    t.row("DLQ: jobs / messages", f"{len(dlq_jobs)} / {dlq_keys.total() - sum(stale.values())}")
+    t.row("DLQ: stale copies (a sibling finished the job; redriven, acked)", f"{sum(stale.values()) - 1} (+1 planted)")
     t.row(
         "attempts (Alipay calls) by count per job", dict(sorted(Counter(e.attempts for e in entries.values()).items()))
     )
