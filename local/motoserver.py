@@ -76,13 +76,14 @@ def _patch_backends() -> None:
                 return got
             time.sleep(LONG_POLL_STEP_S)
 
+    # moto_speed first: its TransactWriteItems (item-level rollback) must itself run under the lock below
+    _patched.extend(moto_speed.apply())
     patch(SQSBackend, "is_message_valid_based_on_retention_period", retained)
     for cls in (DynamoDBBackend, SQSBackend):
         for name, value in list(vars(cls).items()):
             if not name.startswith("_") and callable(value) and not isinstance(value, staticmethod | classmethod):
                 patch(cls, name, locked(value))
     patch(SQSBackend, "receive_message", receive)
-    _patched.extend(moto_speed.apply())
 
 
 @contextmanager

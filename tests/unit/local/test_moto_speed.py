@@ -112,3 +112,90 @@ def test_every_attribute_type_comes_back_as_written(ddb: Any) -> None:
     same(ddb.batch_get_item(RequestItems={TABLE: {"Keys": [{"pk": {"S": "all"}}]}})["Responses"][TABLE][0])
     updated = update(ddb, "all", "SET s = :s", {":s": {"S": "文字"}})
     same(updated)
+
+
+def _put(pk: str, **attrs: Any) -> dict[str, Any]:
+    return {"Put": {"TableName": TABLE, "Item": {"pk": {"S": pk}, **attrs}}}
+
+
+def _items(ddb: Any) -> dict[str, dict[str, Any]]:
+    return {i["pk"]["S"]: i for i in ddb.scan(TableName=TABLE)["Items"]}
+
+
+def test_a_transaction_commits_every_action(ddb: Any) -> None:
+    ddb.put_item(TableName=TABLE, Item={"pk": {"S": "old"}, "n": {"N": "1"}})
+    ddb.transact_write_items(TransactItems=[
+        _put("new", n={"N": "7"}),
+        {"Update": {"TableName": TABLE, "Key": {"pk": {"S": "old"}}, "UpdateExpression": "ADD n :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+    ])
+    assert {k: v["n"]["N"] for k, v in _items(ddb).items()} == {"old": "2", "new": "7"}
+
+
+def test_a_cancelled_transaction_leaves_every_item_as_it_was(ddb: Any) -> None:
+    """A failed condition on the last action undoes the put, the update and the delete before it."""
+    ddb.put_item(TableName=TABLE, Item={"pk": {"S": "kept"}, "n": {"N": "1"}, "m": {"M": {"a": {"L": [{"S": "x"}]}}}})
+    ddb.put_item(TableName=TABLE, Item={"pk": {"S": "doomed"}, "n": {"N": "5"}})
+    ddb.put_item(TableName=TABLE, Item={"pk": {"S": "guard"}, "n": {"N": "0"}})
+    before = _items(ddb)
+    with pytest.raises(ClientError) as caught:
+        ddb.transact_write_items(TransactItems=[
+            _put("fresh", n={"N": "9"}),
+            {"Update": {"TableName": TABLE, "Key": {"pk": {"S": "kept"}},
+                        "UpdateExpression": "SET n = :two, m.a = list_append(m.a, :more)",
+                        "ExpressionAttributeValues": {":two": {"N": "2"}, ":more": {"L": [{"S": "y"}]}}}},
+            {"Delete": {"TableName": TABLE, "Key": {"pk": {"S": "doomed"}}}},
+            {"ConditionCheck": {"TableName": TABLE, "Key": {"pk": {"S": "guard"}}, "ConditionExpression": "n > :z",
+                                "ExpressionAttributeValues": {":z": {"N": "0"}}}},
+        ])
+    assert caught.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert [r["Code"] for r in caught.value.response["CancellationReasons"]] == [
+        "None", "None", "None", "ConditionalCheckFailed"
+    ]
+    assert _items(ddb) == before
+    # the table is still the one every later request sees, and still writable
+    ddb.put_item(TableName=TABLE, Item={"pk": {"S": "after"}})
+    assert set(_items(ddb)) == {"kept", "doomed", "guard", "after"}
+
+
+def test_a_transaction_naming_one_item_twice_is_refused_and_changes_nothing(ddb: Any) -> None:
+    ddb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}, "n": {"N": "1"}})
+    before = _items(ddb)
+    code, _ = error_of(lambda: ddb.transact_write_items(TransactItems=[
+        {"Update": {"TableName": TABLE, "Key": {"pk": {"S": "a"}}, "UpdateExpression": "SET n = :v",
+                    "ExpressionAttributeValues": {":v": {"N": "3"}}}},
+        _put("a", n={"N": "4"}),
+    ]))
+    assert code == "ValidationException"
+    assert _items(ddb) == before
+
+
+def test_a_cancelled_transaction_on_a_table_with_a_sort_key_restores_its_items(ddb: Any) -> None:
+    ddb.create_table(
+        TableName="ranged",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.put_item(TableName="ranged", Item={"pk": {"S": "u"}, "sk": {"S": "1"}, "v": {"S": "old"}})
+    with pytest.raises(ClientError):
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "ranged", "Item": {"pk": {"S": "u"}, "sk": {"S": "1"}, "v": {"S": "new"}}}},
+            {"Put": {"TableName": "ranged", "Item": {"pk": {"S": "w"}, "sk": {"S": "1"}}}},
+            {"Put": {"TableName": "ranged", "Item": {"pk": {"S": "u"}, "sk": {"S": "2"}},
+                     "ConditionExpression": "attribute_exists(pk)"}},
+        ])
+    items = ddb.scan(TableName="ranged")["Items"]
+    assert items == [{"pk": {"S": "u"}, "sk": {"S": "1"}, "v": {"S": "old"}}]
+
+
+def test_the_item_level_rollback_runs_under_the_backend_lock(ddb: Any) -> None:
+    """Snapshot, transaction and restore are one atomic step: nothing else can write between them."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    import lifelink_local.moto_speed as moto_speed
+
+    outer = DynamoDBBackend.transact_write_items
+    assert outer.__code__.co_filename != moto_speed.__file__  # the lock's wrapper ...
+    assert outer.__wrapped__.__code__.co_filename == moto_speed.__file__  # ... around the item-level rollback
