@@ -171,7 +171,8 @@ def summarise(stack: LocalStack, users: list[User], tally: Tally, *, seed: int, 
         status = str(event.get("status"))
         outcomes[(status, str(event.get("channel")), source_of(event))] += 1
         if status != "sent" and event.get("reason"):
-            reasons[f"{status} ({event['reason']}: {source_of(event)} {event.get('channel')})"] += 1
+            why = event["reason"] + (f" {event['sub_code']}" if event.get("sub_code") else "")
+            reasons[f"{status} ({why}: {source_of(event)} {event.get('channel')})"] += 1
     sim: Counter[str] = Counter(str(r.get("method")) for r in stack.sim.outbound())
     answers = Counter(tally.counts)
     answers["winners"] = len(tally.winners)
