@@ -29,7 +29,13 @@ mostly on ``UpdateItem``. Three of its costs are artefacts of how it is written,
   operation holds the backend lock (:func:`lifelink_local.motoserver.atomic_backends`), so nothing else changes
   the table meanwhile, and a transaction writes only the items it names.
 
-And one of SQS's: **the clock.** Each ``SendMessage`` rebuilds every attribute of the queue, which counts its
+And two of SQS's. **Deleting a message** looked for its receipt handle in every message of the queue, building
+each message's list of handles twice, so draining a deep queue was quadratic (the fault test's tens of thousands of outcome
+events took many minutes to drain). Each receipt handle now names its message (a weak map filled as
+messages are received), and the message is taken out of the queue's list directly; a handle the map does not
+know goes through moto's own search, so unknown handles fail as before.
+
+**The clock.** Each ``SendMessage`` rebuilds every attribute of the queue, which counts its
 visible, in-flight and delayed messages by asking each message whether it is visible, and each asks moto's
 ``unix_time_millis()``: a ``datetime`` subtraction. The current time in milliseconds comes from ``time.time()``
 instead (the same epoch clock), several times cheaper. A send still costs time proportional to the queue's depth.
@@ -46,6 +52,7 @@ import functools
 import pickle
 import time
 import types
+import weakref
 from typing import Any
 
 _PARSE_CACHE_SIZE = 4096
@@ -174,6 +181,7 @@ def apply() -> list[tuple[Any, str, Any]]:
     plain_millis = sqs_models.unix_time_millis
     patch(sqs_models, "unix_time_millis", unix_time_millis)
     _patch_transactions(patch)
+    _patch_sqs_deletes(patch)
     patch(UpdateExpressionParser, "make", classmethod(cached_make))
     patch(validators, "deepcopy", tree_copy)  # the validator's private copy of the cached tree
     patch(ActionCountValidator, "traverse", counted_at_root("verify_action_counts"))
@@ -243,3 +251,34 @@ def _patch_transactions(patch: Any) -> None:
 
     patch(ddb_models, "copy", types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy))
     patch(ddb_models.DynamoDBBackend, "transact_write_items", transact_write_items)
+
+
+def _patch_sqs_deletes(patch: Any) -> None:
+    """``DeleteMessage`` finds the message by its receipt handle instead of searching every message's handles."""
+    from moto.sqs.models import Message, Queue
+
+    by_handle: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+    mark_received = Message.mark_received
+    search_and_delete = Queue.delete_message
+
+    def mark_received_indexed(self: Any, *args: Any, **kwargs: Any) -> None:
+        mark_received(self, *args, **kwargs)
+        if self.receipt_handle:
+            by_handle[self.receipt_handle] = self
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        message = by_handle.get(receipt_handle)
+        if message is None or receipt_handle in self.deleted_messages:
+            search_and_delete(self, receipt_handle)  # moto's own path: already deleted, or an unknown handle
+            return
+        try:
+            at = self._messages.index(message)  # identity: Message has no __eq__
+        except ValueError:
+            search_and_delete(self, receipt_handle)  # a handle of another queue's message: moto's answer
+            return
+        self._messages = self._messages[:at] + self._messages[at + 1 :]
+        self.pending_messages.discard(message)
+        self.deleted_messages.update(message.all_receipt_handles)
+
+    patch(Message, "mark_received", mark_received_indexed)
+    patch(Queue, "delete_message", delete_message)

@@ -199,3 +199,42 @@ def test_the_item_level_rollback_runs_under_the_backend_lock(ddb: Any) -> None:
     outer = DynamoDBBackend.transact_write_items
     assert outer.__code__.co_filename != moto_speed.__file__  # the lock's wrapper ...
     assert outer.__wrapped__.__code__.co_filename == moto_speed.__file__  # ... around the item-level rollback
+
+
+@pytest.fixture
+def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from moto import mock_aws
+
+    for k, v in AWS_ENV.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws(), atomic_backends():
+        yield boto3.client("sqs")
+
+
+def _receive(sqs: Any, url: str, n: int = 10) -> list[dict[str, Any]]:
+    return sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=n, VisibilityTimeout=0).get("Messages", [])
+
+
+def test_deletes_by_receipt_handle_behave_as_sqs_does(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    other = sqs.create_queue(QueueName="other")["QueueUrl"]
+    for i in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+    first = {m["Body"]: m["ReceiptHandle"] for m in _receive(sqs, url)}
+    again = {m["Body"]: m["ReceiptHandle"] for m in _receive(sqs, url)}  # visible at once: received twice
+    assert set(first) == set(again) == {f"m{i}" for i in range(5)}
+
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again["m0"])  # the latest handle
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["m1"])  # an older handle of the same message
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["m0"])  # already deleted: accepted, nothing happens
+    answer = sqs.delete_message_batch(QueueUrl=url, Entries=[
+        {"Id": "a", "ReceiptHandle": again["m2"]}, {"Id": "b", "ReceiptHandle": "not-a-handle"},
+    ])
+    assert [s["Id"] for s in answer["Successful"]] == ["a"]
+    assert [f["Id"] for f in answer["Failed"]] == ["b"]
+    code, _ = error_of(lambda: sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle"))
+    assert code == "ReceiptHandleIsInvalid"
+    code, _ = error_of(lambda: sqs.delete_message(QueueUrl=other, ReceiptHandle=again["m3"]))  # another queue's
+    assert code == "ReceiptHandleIsInvalid"
+    assert sorted(m["Body"] for m in _receive(sqs, url)) == ["m3", "m4"]
