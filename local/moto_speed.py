@@ -30,8 +30,8 @@ mostly on ``UpdateItem``. Three of its costs are artefacts of how it is written,
   the table meanwhile, and a transaction writes only the items it names.
 
 And two of SQS's. **Deleting a message** looked for its receipt handle in every message of the queue, building
-each message's list of handles twice, so draining a deep queue was quadratic (the fault test's tens of thousands of outcome
-events took many minutes to drain). Each receipt handle now names its message (a weak map filled as
+each message's list of handles twice, so draining a deep queue was quadratic (the fault test's tens of thousands
+of outcome events took minutes to drain). Each receipt handle now names its message (a weak map filled as
 messages are received), and the message is taken out of the queue's list directly; a handle the map does not
 know goes through moto's own search, so unknown handles fail as before.
 
