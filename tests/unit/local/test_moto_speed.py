@@ -16,21 +16,27 @@ TABLE = "speed"
 
 
 @pytest.fixture
-def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def patched_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process moto with the backend lock and moto_speed applied, as the local stack runs it."""
     from moto import mock_aws
 
     for k, v in AWS_ENV.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws(), atomic_backends():
-        client = boto3.client("dynamodb")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
+        yield
+
+
+@pytest.fixture
+def ddb(patched_moto: None) -> Any:
+    client = boto3.client("dynamodb")
+    client.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
 
 
 def update(ddb: Any, pk: str, expression: str, values: dict[str, Any], **kw: Any) -> dict[str, Any]:
@@ -202,14 +208,8 @@ def test_the_item_level_rollback_runs_under_the_backend_lock(ddb: Any) -> None:
 
 
 @pytest.fixture
-def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from moto import mock_aws
-
-    for k, v in AWS_ENV.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws(), atomic_backends():
-        yield boto3.client("sqs")
+def sqs(patched_moto: None) -> Any:
+    return boto3.client("sqs")
 
 
 def _receive(sqs: Any, url: str, n: int = 10) -> list[dict[str, Any]]:
