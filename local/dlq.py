@@ -83,12 +83,12 @@ def describe_outbound(ledger_get: Callable[[str], Any]) -> Callable[[str], dict[
     """For an outbound job in the DLQ: its channel, ledger key and what the ledger says now. Each copy of a job has
     its own five receives, so a copy can reach the DLQ while its sibling copy goes on to finish the job; such a
     stale copy is harmless (redriven, the gateway acknowledges it as a duplicate) and is marked so."""
-    from lifelink.domain.messages import parse_job
+    from lifelink.domain.messages import InvalidJob, parse_job
 
     def describe(body: str) -> dict[str, Any]:
         try:
             job = parse_job(body)
-        except Exception as exc:  # a poison body: say why, as the gateway did
+        except InvalidJob as exc:  # a poison body: say why, as the gateway did
             return {"invalid": str(exc)[:200]}
         entry = ledger_get(job.ledger_key)
         out: dict[str, Any] = {"channel": job.channel.value, "ledger_key": job.ledger_key}
