@@ -1,4 +1,4 @@
-"""An httpx transport with a keep-alive pool that costs O(1) per request.
+"""An httpx transport with a keep-alive pool that costs O(1) per request, on a lean HTTP/1.1 wire layer.
 
 httpx's default transport delegates pooling to ``httpcore.AsyncConnectionPool``, whose bookkeeping runs on
 every request *and* every response close: it walks every connection, asks each whether it has expired (a
@@ -7,15 +7,13 @@ again. With the tens of connections a message gateway keeps open to one host, th
 request and most of the gateway's CPU (``bench/outbound_speed.py`` measured it: about 60 % of all CPU at 50
 connections).
 
-The sockets are plain asyncio streams (:class:`AsyncioBackend`) rather than httpcore's default anyio ones, whose
-every read and write adds cancellation checkpoints (each an extra turn of the event loop) and, when asked whether
-an idle connection was closed, a ``getpeername`` and a ``poll``.
-
 This pool keeps idle HTTP/1.1 connections per origin on a stack (most recently used first, so the warm
 ones are reused and the cold ones age out), checks only the connection it is about to use, and bounds the
-number of connections with a semaphore that honours httpx's pool timeout. The connections themselves are
-httpcore's (``httpcore.AsyncHTTPConnection``: TLS, HTTP/1.1 framing, timeouts), so the wire behaviour is
-exactly httpx's; only the pool differs. Errors are httpx's exception types, as with the default transport.
+number of connections with a semaphore that honours httpx's pool timeout. The connections are
+:class:`lifelink.alipay.http11.Http11Connection` on plain asyncio streams (TLS verified by the context httpx
+builds for ``verify``). The response body is read whole before the response is returned (Alipay's answers are
+a few KiB), so the connection is back in the pool as soon as the caller has its response. Requests, responses,
+timeouts (connect, read, write, pool) and errors are httpx's.
 
 HTTP/2 is not offered: it needs the ``h2`` package, which is not a dependency.
 """
@@ -23,182 +21,15 @@ HTTP/2 is not offered: it needs the ``h2`` package, which is not a dependency.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Protocol
 
-import httpcore
 import httpx
 
-_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.ProxyError, httpx.ProxyError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-)
+from lifelink.alipay.http11 import Http11Connection
 
-Origin = tuple[bytes, bytes, int]
-CLOSE_WAIT_S = 1.0
-READ_LIMIT = 2**20  # asyncio's stream buffer limit; httpcore reads at most 64 KiB at a time
-
-
-class AsyncioStream(httpcore.AsyncNetworkStream):
-    """One TCP (or TLS) connection as asyncio streams; httpcore's exceptions for timeouts and socket errors."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        try:
-            async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
-        except TimeoutError as exc:
-            raise httpcore.ReadTimeout(str(exc) or "read timed out") from exc
-        except OSError as exc:
-            raise httpcore.ReadError(str(exc)) from exc
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
-            return
-        try:
-            self._writer.write(buffer)
-            async with asyncio.timeout(timeout):
-                await self._writer.drain()
-        except TimeoutError as exc:
-            raise httpcore.WriteTimeout(str(exc) or "write timed out") from exc
-        except OSError as exc:
-            raise httpcore.WriteError(str(exc)) from exc
-
-    async def aclose(self) -> None:
-        self._writer.close()
-        # a peer that already reset the connection, or a TLS peer that never answers close_notify
-        with contextlib.suppress(OSError, TimeoutError):
-            async with asyncio.timeout(CLOSE_WAIT_S):
-                await self._writer.wait_closed()
-
-    async def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
-        except TimeoutError as exc:
-            await self.aclose()
-            raise httpcore.ConnectTimeout(str(exc) or "TLS handshake timed out") from exc
-        except (OSError, ssl.SSLError) as exc:
-            await self.aclose()
-            raise httpcore.ConnectError(str(exc)) from exc
-        return self
-
-    def get_extra_info(self, info: str) -> object:
-        if info == "is_readable":  # asked of idle connections: has the server closed it (or said anything)?
-            return self._reader.at_eof() or self._writer.is_closing()
-        if info == "ssl_object":
-            return self._writer.get_extra_info("ssl_object")
-        if info == "client_addr":
-            return self._writer.get_extra_info("sockname")
-        if info == "server_addr":
-            return self._writer.get_extra_info("peername")
-        if info == "socket":
-            return self._writer.get_extra_info("socket")
-        return None
-
-
-class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend on plain asyncio streams (asyncio sets TCP_NODELAY on TCP connections itself)."""
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[tuple[int, int, int | bytes]] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, limit=READ_LIMIT, local_addr=(local_address, 0) if local_address else None
-                )
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            for option in socket_options or ():
-                sock.setsockopt(*option)
-        return AsyncioStream(reader, writer)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[tuple[int, int, int | bytes]] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.UnsupportedProtocol("unix sockets are not used for Alipay")
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-@contextmanager
-def _httpx_errors(request: httpx.Request) -> Iterator[None]:
-    try:
-        yield
-    except httpcore.ConnectionNotAvailable as exc:  # HTTP/2 only; never raised for HTTP/1.1 connections
-        raise httpx.ConnectError(str(exc), request=request) from exc
-    except Exception as exc:
-        for core_type, httpx_type in _ERRORS:
-            if isinstance(exc, core_type):
-                raise httpx_type(str(exc), request=request) from exc
-        raise
-
-
-class _ReleasingStream(httpx.AsyncByteStream):
-    """The response body; closing it hands the connection back to the pool (or closes it) exactly once."""
-
-    def __init__(self, stream: httpcore.Response, release: _Release, request: httpx.Request) -> None:
-        self._response = stream
-        self._release = release
-        self._request = request
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors(self._request):
-            async for chunk in self._response.aiter_stream():
-                yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            with _httpx_errors(self._request):
-                await self._response.aclose()
-        finally:
-            await self._release()
-
-
-class _Release:
-    def __init__(self, pool: PooledTransport, origin: Origin, connection: httpcore.AsyncHTTPConnection) -> None:
-        self._pool, self._origin, self._connection = pool, origin, connection
-        self._done = False
-
-    async def __call__(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        await self._pool._check_in(self._origin, self._connection)
+Origin = tuple[bytes, str, int]
 
 
 class PooledTransport(httpx.AsyncBaseTransport):
@@ -211,18 +42,15 @@ class PooledTransport(httpx.AsyncBaseTransport):
         max_connections: int = 10,
         keepalive_expiry: float = 60.0,
         verify: ssl.SSLContext | bool = True,
-        network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
         self._max = max_connections
         self._keepalive_expiry = keepalive_expiry
-        self._backend = network_backend or AsyncioBackend()
-        self._idle: dict[Origin, list[httpcore.AsyncHTTPConnection]] = {}
+        self._idle: dict[Origin, list[Http11Connection]] = {}
         self._slots: asyncio.Semaphore | None = None
         self._in_use = 0
-        self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # ---- what the pool holds (for tests and metrics) -----------------------------------------------------
@@ -241,41 +69,47 @@ class PooledTransport(httpx.AsyncBaseTransport):
         if self._closed:
             raise RuntimeError("the transport is closed")
         url = request.url
-        origin: Origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
-        timeouts = request.extensions.get("timeout", {})
+        scheme = url.raw_scheme
+        if scheme not in (b"http", b"https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}", request=request)
+        origin: Origin = (scheme, url.raw_host.decode("ascii"), url.port or (443 if scheme == b"https" else 80))
+        timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
         await self._take_slot(timeouts.get("pool"), request)
-        connection: httpcore.AsyncHTTPConnection | None = None
         try:
+            body = await request.aread()
             connection = self._check_out(origin)
-            core_request = httpcore.Request(
-                method=request.method,
-                url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
-                headers=request.headers.raw,
-                content=request.stream,  # type: ignore[arg-type]
-                extensions=request.extensions,
-            )
-            with _httpx_errors(request):
-                response = await connection.handle_async_request(core_request)
-        except BaseException:
-            if connection is not None:
-                await connection.aclose()
-            self._give_slot()
+            if connection is None:
+                connection = await Http11Connection.open(
+                    origin[1],
+                    origin[2],
+                    tls=self._ssl_context if scheme == b"https" else None,
+                    timeout=timeouts.get("connect"),
+                    keepalive_expiry=self._keepalive_expiry,
+                )
+            answer = await connection.exchange(request.method.encode("ascii"), url.raw_path, request.headers.raw,
+                                               body, timeouts)
+            if answer.keep_alive and not self._closed:
+                self._idle.setdefault(origin, []).append(connection)
+            elif answer.keep_alive:  # the pool closed while this request was out
+                connection.close()
+        except httpx.TransportError as exc:
+            exc.request = request
             raise
+        finally:
+            self._give_slot()
         return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_ReleasingStream(response, _Release(self, origin, connection), request),
-            extensions=response.extensions,
+            status_code=answer.status,
+            headers=answer.headers,
+            stream=httpx.ByteStream(answer.body),
+            extensions={"http_version": answer.http_version, "reason_phrase": answer.reason},
         )
 
     async def aclose(self) -> None:
         self._closed = True
         stacks, self._idle = self._idle, {}
-        for stack in stacks.values():
-            for connection in stack:
-                await connection.aclose()
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        connections = [connection for stack in stacks.values() for connection in stack]
+        if connections:
+            await asyncio.gather(*(connection.aclose() for connection in connections))
 
     # ---- the pool ----------------------------------------------------------------------------------------
 
@@ -296,22 +130,18 @@ class PooledTransport(httpx.AsyncBaseTransport):
         self._in_use -= 1
         self._slots.release()
 
-    def _check_out(self, origin: Origin) -> httpcore.AsyncHTTPConnection:
+    def _check_out(self, origin: Origin) -> Http11Connection | None:
+        """The most recently used idle connection to ``origin`` that is still good, or None (open a new one)."""
         stack = self._idle.get(origin)
-        while stack:
-            connection = stack.pop()
-            if connection.is_available() and not connection.has_expired():
-                return connection
-            # Closed by the server or past its keep-alive: drop it. Its socket is already dead or idle, so a
-            # plain close without awaiting the peer is enough.
-            self._discard(connection)
+        if stack:
+            now = asyncio.get_running_loop().time()
+            while stack:
+                connection = stack.pop()
+                if connection.reusable(now):
+                    return connection
+                connection.close()  # closed by the server or past its keep-alive: its socket is dead or idle
         self._make_room()
-        return httpcore.AsyncHTTPConnection(
-            origin=httpcore.Origin(origin[0], origin[1], origin[2]),
-            ssl_context=self._ssl_context,
-            keepalive_expiry=self._keepalive_expiry,
-            network_backend=self._backend,
-        )
+        return None
 
     def _make_room(self) -> None:
         """A slot is ours; if the idle connections of *other* origins fill the pool, close the oldest one."""
@@ -319,21 +149,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
             return
         oldest = max(self._idle.values(), key=len, default=None)
         if oldest:
-            self._discard(oldest.pop(0))
-
-    def _discard(self, connection: httpcore.AsyncHTTPConnection) -> None:
-        task = asyncio.get_running_loop().create_task(connection.aclose())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    async def _check_in(self, origin: Origin, connection: httpcore.AsyncHTTPConnection) -> None:
-        try:
-            if not self._closed and connection.is_idle():
-                self._idle.setdefault(origin, []).append(connection)
-            else:
-                await connection.aclose()
-        finally:
-            self._give_slot()
+            oldest.pop(0).close()
 
 
 class AsyncPost(Protocol):
