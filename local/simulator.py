@@ -36,7 +36,7 @@ import os
 import sys
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,6 +47,7 @@ from lifelink_local import sim_crypto
 from lifelink_local.serving import BackgroundServer
 from lifelink_local.sim_faults import FaultConfig
 from lifelink_local.sim_gateway import MethodFn, OpenApiSimulator
+from lifelink_local.sim_http import LeanRequestHandler
 from lifelink_local.sim_push import Delivery, Pusher
 
 log = logging.getLogger(__name__)
@@ -208,24 +209,15 @@ class AlipaySimulator(BackgroundServer):
         return self.pusher.wait_idle(timeout)
 
     # -- HTTP --------------------------------------------------------------------------------------------
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[LeanRequestHandler]:
         sim = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(LeanRequestHandler):
             server_version = "alipay-sim"
-            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
             def _send(self, status: int, body: bytes, content_type: str) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", content_type)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    # the client gave up first (its timeout): as on Alipay's side, the answer goes nowhere
-                    self.close_connection = True
+                # a client that gave up first (its timeout) gets nothing, as on Alipay's side
+                self.respond(status, body, content_type)
 
             def _json(self, status: int, payload: Any) -> None:
                 self._send(status, json.dumps(payload, ensure_ascii=False).encode(), "application/json;charset=utf-8")
@@ -286,9 +278,6 @@ class AlipaySimulator(BackgroundServer):
                         self._json(404, {"error": "not found"})
                 except (ValueError, KeyError, TypeError) as exc:
                     self._json(400, {"error": f"bad request: {exc}"})
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("alipay-sim: " + format, *args)
 
         return Handler
 
