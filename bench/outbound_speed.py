@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import Row, heading, print_table
+from common import Row, heading, median, print_table
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -787,12 +787,6 @@ def _pooled(label: str, results: Sequence[RunResult]) -> RunResult:
                      tuple(p for r in results for p in r.problems))
 
 
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def run() -> list[Row]:
     heading(f"4. Message gateway messages/s vs the Alipay SDK (simulator latency {LATENCY_MS:.0f} ms)")
     logging.getLogger("botocore").setLevel(logging.WARNING)
@@ -888,7 +882,7 @@ def run() -> list[Row]:
 
     rows: list[Row] = []
     if len(round_ratios) == ROUNDS:
-        target = _median(round_ratios)
+        target = median(round_ratios)
         rows.append(Row(f"gateway msg/s vs SDK ({CONTAINERS} containers, median of {ROUNDS})",
                         f"{memory.per_second:,.0f}", f"{sdk.per_second:,.1f}", target, f"≥ {TARGET_RATIO:.0f}×",
                         target >= TARGET_RATIO and not memory.problems and not sdk.problems))
