@@ -46,10 +46,6 @@ class RawResponse:
     keep_alive: bool  # the connection may carry another request
 
 
-def _timeout(timeouts: Mapping[str, float | None], name: str) -> float | None:
-    return timeouts.get(name)
-
-
 class Http11Connection:
     """A keep-alive connection to one origin. Not safe for two requests at once: the pool hands it to one."""
 
@@ -80,7 +76,7 @@ class Http11Connection:
                 )
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
-        except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; named for the reader
+        except OSError as exc:  # refused, unreachable, or a TLS failure (ssl.SSLError is an OSError)
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         return cls(reader, writer, keepalive_expiry)
 
@@ -110,8 +106,8 @@ class Http11Connection:
         self._idle_until = None
         try:
             wire = _request_bytes(method, target, headers, body)
-            await self._send(wire, _timeout(timeouts, "write"))
-            response = await self._receive(method, _timeout(timeouts, "read"))
+            await self._send(wire, timeouts.get("write"))
+            response = await self._receive(method, timeouts.get("read"))
         except BaseException:
             self.close()
             raise
@@ -180,8 +176,9 @@ class Http11Connection:
 
     async def aclose(self) -> None:
         self.close()
-        # a peer that already reset the connection, or a TLS peer that never answers close_notify
-        with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+        # a peer that already reset the connection, or a TLS peer that never answers close_notify (the timeout
+        # and ssl.SSLError are OSErrors too)
+        with contextlib.suppress(OSError):
             async with asyncio.timeout(CLOSE_WAIT_S):
                 await self._writer.wait_closed()
 
