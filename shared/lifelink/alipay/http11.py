@@ -49,14 +49,13 @@ class RawResponse:
 class Http11Connection:
     """A keep-alive connection to one origin. Not safe for two requests at once: the pool hands it to one."""
 
-    __slots__ = ("_broken", "_idle_until", "_keepalive_expiry", "_reader", "_writer")
+    __slots__ = ("_idle_until", "_keepalive_expiry", "_reader", "_writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keepalive_expiry: float) -> None:
         self._reader = reader
         self._writer = writer
         self._keepalive_expiry = keepalive_expiry
-        self._idle_until: float | None = None
-        self._broken = False
+        self._idle_until: float | None = None  # set while idle in the pool; None in use or once closed
 
     @classmethod
     async def open(
@@ -85,8 +84,7 @@ class Http11Connection:
     def reusable(self, now: float) -> bool:
         """Idle, inside its keep-alive time, and not closed by the server (asyncio has seen no EOF)."""
         return (
-            not self._broken
-            and self._idle_until is not None
+            self._idle_until is not None
             and now < self._idle_until
             and not self._reader.at_eof()
             and not self._writer.is_closing()
@@ -170,7 +168,6 @@ class Http11Connection:
 
     def close(self) -> None:
         """Close without waiting for the peer (an idle, expired or broken connection)."""
-        self._broken = True
         self._idle_until = None
         self._writer.close()
 

@@ -57,8 +57,8 @@ async def _serve(script: Script, reader: asyncio.StreamReader, writer: asyncio.S
         writer.close()
 
 
-def _run(script: Script, body: Callable[[str], Awaitable[object]]) -> object:
-    async def main() -> object:
+def _run[T](script: Script, body: Callable[[str], Awaitable[T]]) -> T:
+    async def main() -> T:
         server = await asyncio.start_server(lambda r, w: _serve(script, r, w), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         try:
@@ -89,9 +89,7 @@ def _error(script: Script, n: int = 1) -> tuple[type[BaseException], str, httpx.
             return type(exc), str(exc), exc.request
         raise AssertionError("no error")
 
-    result = _run(script, body)
-    assert isinstance(result, tuple)
-    return result
+    return _run(script, body)
 
 
 # ---- answers framed every way a server may frame them ---------------------------------------------------
@@ -100,7 +98,7 @@ def _error(script: Script, n: int = 1) -> tuple[type[BaseException], str, httpx.
 def test_content_length_answers_reuse_one_connection_and_the_request_goes_out_as_sent() -> None:
     script = Script([OK, OK, OK])
     answers = _run(script, lambda base: _posts(base, 3))
-    assert [a.json() for a in answers] == [{"ok": True}] * 3  # type: ignore[attr-defined]
+    assert [a.json() for a in answers] == [{"ok": True}] * 3
     assert script.connection_of == [1, 1, 1]
     head, body = script.requests[1]
     assert head.startswith(b"POST /gateway.do?x=1 HTTP/1.1\r\n")
@@ -115,14 +113,14 @@ def test_a_chunked_answer_with_extensions_and_trailers_is_joined_and_the_connect
     )
     script = Script([chunked, OK])
     answers = _run(script, lambda base: _posts(base, 2))
-    assert [a.json() for a in answers] == [{"ok": True}] * 2  # type: ignore[attr-defined]
+    assert [a.json() for a in answers] == [{"ok": True}] * 2
     assert script.connection_of == [1, 1]
 
 
 def test_an_answer_delimited_by_close_is_read_to_the_end_and_its_connection_not_reused() -> None:
     script = Script([b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", OK], close_after={0})
     answers = _run(script, lambda base: _posts(base, 2))
-    assert answers[0].text == "until the end"  # type: ignore[index]
+    assert answers[0].text == "until the end"
     assert script.connection_of == [1, 2]
 
 
@@ -131,22 +129,22 @@ def test_connection_close_and_http_1_0_answers_are_not_reused() -> None:
     old = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nho"
     script = Script([close, old, OK], close_after={0, 1})
     answers = _run(script, lambda base: _posts(base, 3))
-    assert [a.text for a in answers] == ["hi", "ho", '{"ok":true}']  # type: ignore[attr-defined]
-    assert [a.http_version for a in answers] == ["HTTP/1.1", "HTTP/1.0", "HTTP/1.1"]  # type: ignore[attr-defined]
+    assert [a.text for a in answers] == ["hi", "ho", '{"ok":true}']
+    assert [a.http_version for a in answers] == ["HTTP/1.1", "HTTP/1.0", "HTTP/1.1"]
     assert script.connection_of == [1, 2, 3]
 
 
 def test_an_interim_100_continue_is_skipped_for_the_real_answer() -> None:
     script = Script([b"HTTP/1.1 100 Continue\r\n\r\n" + OK])
-    (answer,) = _run(script, lambda base: _posts(base, 1))  # type: ignore[misc]
+    (answer,) = _run(script, lambda base: _posts(base, 1))
     assert answer.status_code == 200 and answer.json() == {"ok": True}
 
 
 def test_204_has_no_body_and_keeps_the_connection() -> None:
     script = Script([b"HTTP/1.1 204 No Content\r\n\r\n", OK])
     answers = _run(script, lambda base: _posts(base, 2))
-    assert [a.status_code for a in answers] == [204, 200]  # type: ignore[attr-defined]
-    assert answers[0].content == b""  # type: ignore[index]
+    assert [a.status_code for a in answers] == [204, 200]
+    assert answers[0].content == b""
     assert script.connection_of == [1, 1]
 
 
